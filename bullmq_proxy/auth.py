@@ -1,0 +1,136 @@
+"""Authentication, decided in one place for REST routes and WebSocket upgrades alike.
+
+Authenticators are plugins (``IAuthenticator``); the static-token check is the default
+one. Job-scoped calls from worker endpoints are authorized by the job's lock token instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aredis
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from zope.interface import Attribute, Interface
+
+from bullmq_proxy.bridge import as_future
+from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
+from bullmq_proxy.queues import QueueRegistry
+
+TOKEN_FILE = "auth-token"
+log = Logger(namespace="bullmq_proxy.auth")
+
+
+class IAuthenticator(Interface):
+    """Decides whether a bearer token may use the proxy's API."""
+
+    name = Attribute("A short name for logs")
+
+    def authenticate(token: str) -> bool | Deferred[bool]:  # type: ignore[misc]
+        """True when the token is accepted. Must compare in constant time."""
+
+
+class Policy(enum.Enum):
+    PUBLIC = "public"
+    TOKEN = "token"
+    JOB_LOCK = "job-lock"
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time comparison of two tokens."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def bearer_token(request: IRequest, *, allow_query: bool = False) -> str | None:
+    header = request.getHeader("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    if allow_query:
+        values = request.args.get(b"token")
+        if values and values[0]:
+            return values[0].decode("utf-8", "replace")
+    return None
+
+
+def load_or_create_token(data_dir: str) -> tuple[str, bool]:
+    """The token kept in the data directory, made on first start; True when just made."""
+    path = os.path.join(data_dir, TOKEN_FILE)
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+        if token:
+            return token, False
+    except FileNotFoundError:
+        pass
+    os.makedirs(data_dir, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    return token, True
+
+
+class Gate:
+    """Checks a request against a route's policy; raises 401 ``ProxyError`` when refused."""
+
+    def __init__(
+        self,
+        authenticators: Sequence[IAuthenticator],
+        client: aredis.Redis,
+        queues: QueueRegistry,
+    ) -> None:
+        self._authenticators = tuple(authenticators)
+        self._client = client
+        self._queues = queues
+
+    async def authorize(
+        self,
+        request: IRequest,
+        policy: Policy,
+        params: Mapping[str, str],
+        *,
+        allow_query: bool = False,
+    ) -> None:
+        if policy is Policy.PUBLIC:
+            return
+        token = bearer_token(request, allow_query=allow_query)
+        if token is None:
+            self._refuse(request, "missing token")
+        if policy is Policy.TOKEN:
+            accepted = await self._any_authenticator(token)
+        else:
+            accepted = await self._holds_lock(token, params["queueName"], params["jobId"])
+        if not accepted:
+            self._refuse(request, "invalid token")
+
+    async def _any_authenticator(self, token: str) -> bool:
+        for authenticator in self._authenticators:
+            if await as_future(maybeDeferred(authenticator.authenticate, token)):
+                return True
+        return False
+
+    async def _holds_lock(self, token: str, queue_name: str, job_id: str) -> bool:
+        lock = await self._client.get(self._queues.key(queue_name, job_id, "lock"))
+        return lock is not None and tokens_match(token, lock)
+
+    def _refuse(self, request: IRequest, why: str) -> Any:
+        peer = request.getClientAddress()
+        log.warn(
+            "Unauthorized request ({why}) to {path} from {peer}",
+            why=why,
+            path=request.path.decode("utf-8", "replace"),
+            peer=getattr(peer, "host", str(peer)),
+        )
+        raise ProxyError(
+            UNAUTHORIZED,
+            "A valid bearer token is required (Authorization: Bearer <token>).",
+            headers={"WWW-Authenticate": 'Bearer realm="bullmq-proxy"'},
+        )

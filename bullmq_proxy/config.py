@@ -1,0 +1,245 @@
+"""The proxy's configuration: one frozen object built from env vars and twistd options.
+
+Every setting is declared once in ``SETTINGS``; the twistd ``Options`` class and the
+environment loader are both generated from that table, so a new setting cannot be
+reachable from one and not the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+DEFAULT_PORT = 8080
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting has a value the proxy cannot start with; the message names the setting."""
+
+
+def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(minimum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"must be a number, got {text!r}") from None
+        if not value > minimum:
+            raise ValueError(f"must be greater than {minimum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {text!r}")
+
+
+def _token_list(text: str) -> tuple[str, ...]:
+    return tuple(token.strip() for token in text.split(",") if token.strip())
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _redis_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"must be a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError as err:
+        raise ValueError(f"has an invalid port: {err}") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("has no host name")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("has no socket path")
+    return text
+
+
+@attrs.frozen
+class Setting:
+    """One configuration value: its env var, its twistd option and how to parse it."""
+
+    attribute: str
+    env: str | None
+    option: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("redis_url", "REDIS_URL", "redis-url", None, _redis_url,
+            "Redis URL (redis://, rediss:// or unix://); takes precedence over the host"),
+    Setting("redis_host", "REDIS_HOST", "redis-host", None, _non_empty, "Redis host name"),
+    Setting("redis_port", "REDIS_PORT", "redis-port", 6379, _integer(1, 65535), "Redis port"),
+    Setting("redis_username", "REDIS_USERNAME", "redis-username", None, _text,
+            "Redis ACL user name"),
+    Setting("redis_password", "REDIS_PASSWORD", "redis-password", None, _text, "Redis password"),
+    Setting("redis_tls", "REDIS_TLS", "redis-tls", False, _boolean, "Connect to Redis over TLS"),
+    Setting("auth_tokens", "AUTH_TOKENS", "auth-tokens", (), _token_list,
+            "Comma-separated bearer tokens accepted by the API"),
+    Setting("queue_prefix", "QUEUE_PREFIX", "queue-prefix", "bull", _non_empty,
+            "BullMQ key prefix"),
+    Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
+            "How many Queue objects to keep open"),
+    Setting("debug", "DEBUG", "debug", False, _boolean, "Log every request at debug level"),
+    Setting("min_queue_name_length", "MIN_QUEUE_NAME_LENGTH", "min-queue-name-length", 3,
+            _integer(1), "Shortest queue name accepted"),
+    Setting("max_queue_name_length", "MAX_QUEUE_NAME_LENGTH", "max-queue-name-length", 100,
+            _integer(1), "Longest queue name accepted"),
+    Setting("worker_metadata_key", "WORKER_METADATA_KEY", "worker-metadata-key", "bmqp:w:meta",
+            _non_empty, "Redis hash holding the registered workers"),
+    Setting("worker_metadata_stream", "WORKER_METADATA_STREAM", "worker-metadata-stream",
+            "bmpq:w:stream", _non_empty, "Redis stream announcing worker changes"),
+    Setting("max_len_worker_metadata_stream", "MAX_LEN_WORKER_METADATA_STREAM",
+            "max-len-worker-metadata-stream", 100, _integer(1),
+            "Approximate length cap of the worker stream"),
+    Setting("data_dir", "DATA_DIR", "data-dir", "bullmq-proxy-data", _non_empty,
+            "Directory for the embedded Redis and the generated token"),
+    Setting("max_body_size", "MAX_BODY_SIZE", "max-body-size", 10 * MIB, _integer(1),
+            "Largest request body in bytes"),
+    Setting("request_timeout", "REQUEST_TIMEOUT", "request-timeout", 10.0, _number(0),
+            "Seconds before a request waiting on Redis fails with 504"),
+    Setting("log_format", "LOG_FORMAT", "log-format", "text", _choice("text", "json"),
+            "Log output format: text or json"),
+)
+
+
+@attrs.frozen
+class RedisSettings:
+    """Where and how every Redis connection of the proxy connects."""
+
+    url: str | None = None
+    host: str = "localhost"
+    port: int = 6379
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    tls: bool = False
+    embedded: bool = False
+
+    def display(self) -> str:
+        """Where Redis is, without credentials, for logs."""
+        if self.url:
+            parts = urlsplit(self.url)
+            if parts.scheme == "unix":
+                return f"unix:{parts.path}"
+            return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}"
+
+
+@attrs.frozen
+class Config:
+    """Everything the proxy needs to know at start, validated."""
+
+    listen: tuple[str, ...] = (f"tcp:{DEFAULT_PORT}",)
+    redis: RedisSettings = RedisSettings()
+    auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
+    queue_prefix: str = "bull"
+    queue_cache_size: int = 100
+    debug: bool = False
+    min_queue_name_length: int = 3
+    max_queue_name_length: int = 100
+    worker_metadata_key: str = "bmqp:w:meta"
+    worker_metadata_stream: str = "bmpq:w:stream"
+    max_len_worker_metadata_stream: int = 100
+    data_dir: str = "bullmq-proxy-data"
+    max_body_size: int = 10 * MIB
+    request_timeout: float = 10.0
+    log_format: str = "text"
+    plugins: tuple[str, ...] = ()
+
+
+def _value(setting: Setting, env: Mapping[str, str], options: Mapping[str, Any]) -> Any:
+    raw = options.get(setting.option)
+    source = f"--{setting.option}"
+    if raw is None and setting.env is not None and setting.env in env:
+        raw = env[setting.env]
+        source = setting.env
+    if raw is None:
+        return setting.default
+    try:
+        return setting.parse(raw)
+    except ValueError as err:
+        raise ConfigError(f"{source} {err}") from None
+
+
+def load_config(
+    env: Mapping[str, str],
+    options: Mapping[str, Any] | None = None,
+    listen: tuple[str, ...] = (),
+    plugins: tuple[str, ...] = (),
+) -> Config:
+    """Build the configuration; twistd options override env vars of the same meaning."""
+    options = options or {}
+    values = {setting.attribute: _value(setting, env, options) for setting in SETTINGS}
+
+    if not listen:
+        port = DEFAULT_PORT
+        if "PORT" in env:
+            try:
+                port = _integer(0, 65535)(env["PORT"])
+            except ValueError as err:
+                raise ConfigError(f"PORT {err}") from None
+        listen = (f"tcp:{port}",)
+
+    if values["min_queue_name_length"] > values["max_queue_name_length"]:
+        raise ConfigError(
+            "MIN_QUEUE_NAME_LENGTH must not be greater than MAX_QUEUE_NAME_LENGTH "
+            f"({values['min_queue_name_length']} > {values['max_queue_name_length']})"
+        )
+
+    url = values.pop("redis_url")
+    host = values.pop("redis_host")
+    redis = RedisSettings(
+        url=url,
+        host=host or "localhost",
+        port=values.pop("redis_port"),
+        username=values.pop("redis_username") or None,
+        password=values.pop("redis_password") or None,
+        tls=values.pop("redis_tls"),
+        embedded=url is None and host is None,
+    )
+    return Config(listen=listen, redis=redis, plugins=plugins, **values)

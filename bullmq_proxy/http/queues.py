@@ -1,0 +1,100 @@
+"""REST handlers for queues and their jobs: add, list, read, logs and progress."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bullmq import Queue
+
+from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
+from bullmq_proxy.http.router import Call, Reply
+from bullmq_proxy.jobs import job_json
+from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.validation import NewJob, validate_jobs, validate_page, validate_states
+
+
+async def add_jobs(queue: Queue, jobs: list[NewJob]) -> list[dict[str, Any]]:
+    """Add jobs in one pipelined bulk call; repeatable ones become job schedulers.
+
+    The answer keeps the order of the request.
+    """
+    plain = [(i, job) for i, job in enumerate(jobs) if "repeat" not in job.opts]
+    repeating = [(i, job) for i, job in enumerate(jobs) if "repeat" in job.opts]
+    rendered: list[dict[str, Any]] = [{} for _ in jobs]
+    if plain:
+        added = await queue.addBulk(
+            [{"name": job.name, "data": job.data, "opts": job.opts} for _, job in plain]
+        )
+        for (index, _), job in zip(plain, added, strict=True):
+            rendered[index] = job_json(job)
+    for index, job in repeating:
+        opts = dict(job.opts)
+        repeat = opts.pop("repeat")
+        scheduler_id = repeat.pop("key", job.name)
+        next_job = await queue.upsertJobScheduler(scheduler_id, repeat, job.name, job.data, opts)
+        rendered[index] = (
+            job_json(next_job) if next_job is not None
+            else {"name": job.name, "data": job.data, "opts": job.opts, "id": None}
+        )
+    return rendered
+
+
+class QueueRoutes:
+    """Handlers bound to the proxy's queue registry."""
+
+    def __init__(self, queues: QueueRegistry) -> None:
+        self._queues = queues
+
+    async def add(self, call: Call) -> Any:
+        jobs = validate_jobs(call.json())
+        return await add_jobs(self._queues.get(call.params["queueName"]), jobs)
+
+    async def list(self, call: Call) -> Any:
+        page = validate_page(call.query)
+        states = validate_states(call.query.get("statuses"))
+        queue = self._queues.get(call.params["queueName"])
+        counts, jobs = await asyncio.gather(
+            queue.getJobCounts(*states), queue.getJobs(list(states), page.start, page.end)
+        )
+        return {
+            "counts": counts,
+            "jobs": [job_json(job) for job in jobs],
+            "start": page.start,
+            "length": page.length,
+        }
+
+    async def get(self, call: Call) -> Any:
+        queue = self._queues.get(call.params["queueName"])
+        job_id = call.params["jobId"]
+        job, state = await asyncio.gather(queue.getJob(job_id), queue.getJobState(job_id))
+        if job is None:
+            raise ProxyError(NOT_FOUND, f"Job {job_id!r} does not exist in this queue.", "jobId")
+        return job_json(job, state)
+
+    async def logs(self, call: Call) -> Any:
+        page = validate_page(call.query)
+        queue = self._queues.get(call.params["queueName"])
+        return await queue.getJobLogs(call.params["jobId"], page.start, page.end)
+
+    async def progress(self, call: Call) -> Any:
+        """Called by a worker endpoint holding the job's lock token."""
+        body = call.json()
+        if isinstance(body, dict) and set(body) == {"progress"}:
+            body = body["progress"]
+        if isinstance(body, bool) or not isinstance(body, int | float | dict):
+            raise invalid("progress", "progress must be a number or a JSON object")
+        queue = self._queues.get(call.params["queueName"])
+        await queue.backend.updateProgress(call.params["jobId"], body)
+        return Reply(text="OK")
+
+    async def add_log(self, call: Call) -> Any:
+        """Called by a worker endpoint holding the job's lock token."""
+        body = call.json()
+        if isinstance(body, dict) and set(body) == {"log"}:
+            body = body["log"]
+        if not isinstance(body, str):
+            raise invalid("log", 'the log must be a JSON string or {"log": "..."}')
+        queue = self._queues.get(call.params["queueName"])
+        await queue.backend.addLog(call.params["jobId"], body)
+        return Reply(text="OK")

@@ -1,0 +1,40 @@
+"""Queue objects, kept in a bounded LRU so that no request builds one."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import redis.asyncio as aredis
+from bullmq import Queue
+
+
+class QueueRegistry:
+    """The bullmq ``Queue`` for each name, all sharing the proxy's pooled Redis client.
+
+    Dropping an evicted Queue releases nothing: its connection is the shared client, whose
+    pool outlives every Queue, so eviction needs no close call.
+    """
+
+    def __init__(self, client: aredis.Redis, prefix: str, size: int) -> None:
+        self._client = client
+        self.prefix = prefix
+        self._size = size
+        self._queues: OrderedDict[str, Queue] = OrderedDict()
+
+    def get(self, name: str) -> Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = Queue(name, {"connection": self._client, "prefix": self.prefix})
+            self._queues[name] = queue
+            if len(self._queues) > self._size:
+                self._queues.popitem(last=False)
+        else:
+            self._queues.move_to_end(name)
+        return queue
+
+    def key(self, queue_name: str, *parts: str) -> str:
+        """A BullMQ key of this queue, e.g. ``key(q, job_id, "lock")``."""
+        return ":".join((self.prefix, queue_name, *parts))
+
+    def __len__(self) -> int:
+        return len(self._queues)

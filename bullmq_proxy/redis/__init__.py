@@ -1,0 +1,1 @@
+"""Redis connections: the clients the proxy talks through, and the embedded server."""

@@ -1,0 +1,127 @@
+"""Assembles the proxy: a ``MultiService`` of named services around one shared context.
+
+Start order is the order children are added; ``MultiService`` stops them in reverse, so the
+listeners close first and the embedded Redis (if any) stops last.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import attrs
+import redis.asyncio as aredis
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from bullmq_proxy.auth import Gate, IAuthenticator, load_or_create_token
+from bullmq_proxy.bridge import as_deferred
+from bullmq_proxy.config import Config
+from bullmq_proxy.http.router import Router
+from bullmq_proxy.http.routes import queue_routes
+from bullmq_proxy.http.site import ProxySite, Root
+from bullmq_proxy.plugins import load_plugins
+from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.redis.connection import create_client
+from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
+
+log = Logger(namespace="bullmq_proxy.service")
+
+
+class RedisClientsService(Service):
+    """Owns the two Redis clients: ``queue`` for short commands, ``blocking`` for waits."""
+
+    def __init__(self, config: Config) -> None:
+        self.name = "redis"
+        self.queue = create_client(config.redis)
+        self.blocking = create_client(config.redis, blocking=True)
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        return DeferredList(
+            [as_deferred(client.aclose(close_connection_pool=True))
+             for client in (self.queue, self.blocking)]
+        )
+
+
+@attrs.frozen
+class ProxyContext:
+    """What every part of the proxy shares: built once per process."""
+
+    config: Config
+    reactor: Any
+    redis: aredis.Redis
+    blocking_redis: aredis.Redis
+    queues: QueueRegistry
+    gate: Gate
+    router: Router
+    root: Root
+
+
+def _with_embedded_redis(config: Config, reactor: Any, parent: MultiService) -> Config:
+    if not config.redis.embedded:
+        return config
+    embedded = EmbeddedRedisService(reactor, find_redis_server(), free_port(), config.data_dir)
+    embedded.setServiceParent(parent)
+    redis = attrs.evolve(config.redis, host="127.0.0.1", port=embedded.port)
+    return attrs.evolve(config, redis=redis)
+
+
+def _with_tokens(config: Config) -> Config:
+    if config.auth_tokens:
+        return config
+    token, created = load_or_create_token(config.data_dir)
+    if created:
+        # Printed once, outside the log, so it never lands in log storage.
+        print(
+            f"bullmq-proxy: no AUTH_TOKENS set; generated an API token and kept it in "
+            f"{config.data_dir}/auth-token:\n{token}",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        log.info("No AUTH_TOKENS set; using the token kept in {path}",
+                 path=f"{config.data_dir}/auth-token")
+    return attrs.evolve(config, auth_tokens=(token,))
+
+
+def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyContext:
+    """Everything but the listeners; services it needs are added to ``top``."""
+    config = _with_embedded_redis(config, reactor, top)
+    config = _with_tokens(config)
+    clients = RedisClientsService(config)
+    clients.setServiceParent(top)
+
+    queues = QueueRegistry(clients.queue, config.queue_prefix, config.queue_cache_size)
+    authenticators = [
+        plugin for plugin in load_plugins(config, config.plugins)
+        if IAuthenticator.providedBy(plugin)
+    ]
+    gate = Gate(authenticators, clients.queue, queues)
+    router = Router(config, gate)
+    router.add_routes(queue_routes(queues))
+    context = ProxyContext(
+        config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
+        queues=queues, gate=gate, router=router, root=Root(router),
+    )
+    return context
+
+
+def build_service(config: Config, reactor: Any) -> MultiService:
+    top = MultiService()
+    context = build_context(config, reactor, top)
+    config = context.config
+    http = MultiService()
+    http.setName("http")
+    site = ProxySite(context.root, config.max_body_size)
+    for description in config.listen:
+        listener = StreamServerEndpointService(serverFromString(reactor, description), site)
+        listener.setName(f"listen {description}")
+        listener.setServiceParent(http)
+    http.setServiceParent(top)
+    log.info("bullmq-proxy ready to listen on {listen}, Redis at {redis}",
+             listen=", ".join(config.listen), redis=config.redis.display())
+    return top

@@ -1,0 +1,56 @@
+"""Test session: a real redis-server on a free port, flushed before each test that uses it."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_server_argv
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The URL of a private redis-server started for this test session."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bullmq-proxy-test-redis-") as data_dir:
+        argv = redis_server_argv(find_redis_server(), port, data_dir, persistent=False)
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    process.kill()
+                    raise RuntimeError("redis-server did not start for the tests") from None
+                time.sleep(0.05)
+        client.close()
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied for this test."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain blocking client for inspecting Redis from a test."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()

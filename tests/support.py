@@ -1,0 +1,89 @@
+"""Helpers shared by the tests: a proxy built around the test Redis, driven by StubTreq."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import attrs
+from treq.testing import StubTreq
+from twisted.application.service import MultiService
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from bullmq_proxy.bridge import as_deferred
+from bullmq_proxy.config import Config, RedisSettings
+from bullmq_proxy.service import ProxyContext, build_context
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+T = TypeVar("T")
+
+
+def make_config(redis_url: str = "redis://127.0.0.1:1/0", **overrides: Any) -> Config:
+    defaults: dict[str, Any] = {"auth_tokens": (TOKEN,), "redis": RedisSettings(url=redis_url)}
+    defaults.update(overrides)
+    return Config(**defaults)
+
+
+@attrs.define
+class Proxy:
+    """A proxy context with its services, and a StubTreq client on its resource tree."""
+
+    context: ProxyContext
+    services: MultiService
+    stub: StubTreq
+
+    async def request(
+        self, method: str, path: str, *, json_body: Any = None, body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, Any]:
+        """(status, decoded body, headers) of one request through the real resource tree."""
+        from twisted.internet import reactor
+
+        sent_headers = {"Content-Type": "application/json", **(headers or {})}
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+        d = self.stub.request(method, "http://proxy" + path, data=body, headers=sent_headers)
+        response = await wait_for_stub(self.stub, d, reactor)
+        content = await wait_for_stub(self.stub, response.content(), reactor)
+        content_type = response.headers.getRawHeaders("content-type", [""])[0]
+        decoded: Any = content.decode()
+        if "json" in content_type:
+            decoded = json.loads(content)
+        return response.code, decoded, response.headers
+
+    async def stop(self) -> None:
+        await self.services.stopService()
+
+
+async def wait_for_stub(stub: StubTreq, d: defer.Deferred[T], reactor: Any) -> T:
+    """StubTreq delivers NOT_DONE_YET responses only when flushed: pump until ``d`` fires."""
+    outcome: list[Any] = []
+    d.addBoth(outcome.append)
+    for _ in range(4000):
+        stub.flush()
+        if outcome:
+            break
+        await task.deferLater(reactor, 0.005)
+    else:
+        raise AssertionError("the proxy did not answer within 20 seconds")
+    result = outcome[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+async def start_proxy(config: Config) -> Proxy:
+    from twisted.internet import reactor
+
+    services = MultiService()
+    context = build_context(config, reactor, services)
+    services.startService()
+    return Proxy(context, services, StubTreq(context.root))
+
+
+def aio(awaitable: Awaitable[T]) -> defer.Deferred[T]:
+    """Await an asyncio coroutine from a Twisted-driven test."""
+    return as_deferred(awaitable)  # type: ignore[arg-type]
