@@ -145,14 +145,30 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds before a request waiting on Redis fails with 504"),
     Setting("log_format", "LOG_FORMAT", "log-format", "text", _choice("text", "json"),
             "Log output format: text or json"),
+    Setting("worker_lock_duration", "WORKER_LOCK_DURATION", "worker-lock-duration", 30000,
+            _integer(1000), "Milliseconds an HTTP worker's job lock lasts between renewals"),
+    Setting("worker_stalled_interval", "WORKER_STALLED_INTERVAL", "worker-stalled-interval",
+            30000, _integer(500), "Milliseconds between checks for stalled jobs"),
+    Setting("worker_shutdown_grace", "WORKER_SHUTDOWN_GRACE", "worker-shutdown-grace", 10.0,
+            _number(0), "Seconds in-flight endpoint calls may finish in on shutdown"),
 )
+
+
+def _redact_url(url: str | None) -> str:
+    if not url:
+        return repr(url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return repr(url)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return repr(parts._replace(netloc=netloc).geturl())
 
 
 @attrs.frozen
 class RedisSettings:
     """Where and how every Redis connection of the proxy connects."""
 
-    url: str | None = None
+    url: str | None = attrs.field(default=None, repr=_redact_url)
     host: str = "localhost"
     port: int = 6379
     username: str | None = None
@@ -189,6 +205,9 @@ class Config:
     max_body_size: int = 10 * MIB
     request_timeout: float = 10.0
     log_format: str = "text"
+    worker_lock_duration: int = 30000
+    worker_stalled_interval: int = 30000
+    worker_shutdown_grace: float = 10.0
     plugins: tuple[str, ...] = ()
 
 
