@@ -22,7 +22,6 @@ if "twisted.internet.reactor" not in sys.modules:
 from twisted.internet import reactor
 
 from bullmq_proxy.config import SETTINGS, Config, ConfigError, load_config
-from bullmq_proxy.logs import json_observer_factory
 from bullmq_proxy.service import build_service
 
 
@@ -73,7 +72,8 @@ class Options(usage.Options):
         except ConfigError as err:
             raise SystemExit(f"bullmq-proxy: {err}") from None
         if self.config.log_format == "json" and self.parent is not None:
-            self.parent["logger"] = json_observer_factory
+            # twistd resolves its --logger option by name once all options are parsed.
+            self.parent["logger"] = "bullmq_proxy.logs.json_observer_factory"
 
 
 def makeService(options: Options) -> MultiService:
