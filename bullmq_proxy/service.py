@@ -27,6 +27,7 @@ from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
+from bullmq_proxy.workers.attach import attach_workers
 
 log = Logger(namespace="bullmq_proxy.service")
 
@@ -107,6 +108,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
         queues=queues, gate=gate, router=router, root=Root(router),
     )
+    attach_workers(context, top)
     return context
 
 

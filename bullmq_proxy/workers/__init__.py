@@ -1,0 +1,1 @@
+"""HTTP-endpoint workers: a registry in Redis and one BullMQ worker per registered queue."""

@@ -1,0 +1,30 @@
+"""Wires the workers into an assembled proxy: the service and its routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treq.client import HTTPClient
+from twisted.application.service import MultiService
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from bullmq_proxy.http.workers import worker_routes
+from bullmq_proxy.workers.service import WorkersService
+from bullmq_proxy.workers.store import WorkerStore
+
+# Endpoints are usually few and busy: keep enough idle connections per host for concurrency.
+PERSISTENT_PER_HOST = 32
+
+
+def attach_workers(context: Any, top: MultiService) -> WorkersService:
+    """Add the ``workers`` service and the /workers routes to an assembled proxy."""
+    config = context.config
+    pool = HTTPConnectionPool(context.reactor)
+    pool.maxPersistentPerHost = PERSISTENT_PER_HOST
+    store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,
+                        config.max_len_worker_metadata_stream)
+    workers = WorkersService(config, context.reactor, store, context.blocking_redis,
+                             HTTPClient(Agent(context.reactor, pool=pool)), pool)
+    workers.setServiceParent(top)
+    context.router.add_routes(worker_routes(config, workers))
+    return workers

@@ -1,0 +1,136 @@
+"""Calls a worker's endpoint for one job and settles the job from the answer.
+
+``EndpointCaller`` is plain Twisted (treq, an injected reactor), so the HTTP side is tested
+with StubTreq and a Clock; ``Dispatcher`` is the bullmq processor that turns the outcome into
+BullMQ's own moves (complete, fail, unrecoverable fail, delay without spending an attempt).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+import attrs
+import treq
+from bullmq import Job
+from bullmq.custom_errors import DelayedError, UnrecoverableError
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+
+from bullmq_proxy.bridge import as_future
+from bullmq_proxy.jobs import job_json
+from bullmq_proxy.workers.metadata import Endpoint
+from bullmq_proxy.workers.policy import Outcome, Reply, Verdict, judge, judge_error
+
+log = Logger(namespace="bullmq_proxy.workers.dispatcher")
+
+
+class HTTPClient(Protocol):
+    """What the dispatcher needs of treq: ``treq.client.HTTPClient`` and ``StubTreq`` fit."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[IResponse]: ...
+
+
+class EndpointFailed(Exception):
+    """This attempt failed; the message becomes the job's failedReason."""
+
+
+@attrs.define
+class LiveState:
+    """What ``GET /workers/:queue`` shows of a running worker."""
+
+    in_flight: int = 0
+    completed: int = 0
+    failed: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _first_values(headers: Headers) -> dict[str, str]:
+    return {
+        name.decode("latin-1").lower(): values[0].decode("latin-1")
+        for name, values in headers.getAllRawHeaders()
+        if values
+    }
+
+
+class EndpointCaller:
+    """One HTTP call per job attempt, bounded by the endpoint's timeout."""
+
+    def __init__(self, http: HTTPClient, reactor: Any, queue: str, endpoint: Endpoint) -> None:
+        self._http = http
+        self._reactor = reactor
+        self._queue = queue
+        self._endpoint = endpoint
+
+    def headers(self, job_id: str, attempt: int) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        headers.update(self._endpoint.headers)
+        headers["BullMQ-Proxy-Job-Id"] = job_id
+        headers["BullMQ-Proxy-Attempt"] = str(attempt)
+        headers["Idempotency-Key"] = f"{self._queue}:{job_id}"
+        return headers
+
+    def call(self, job_id: str, attempt: int, body: bytes) -> Deferred[Outcome]:
+        """Always succeeds with an ``Outcome``: failures to answer are outcomes too."""
+        d = self._http.request(
+            self._endpoint.method,
+            self._endpoint.url,
+            data=body,
+            headers=self.headers(job_id, attempt),
+        )
+        d.addCallback(self._read)
+        # Covers the body as well as the status line: a server trickling bytes still times out.
+        d.addTimeout(self._endpoint.timeout_ms / 1000, self._reactor)
+        d.addCallbacks(
+            lambda reply: judge(reply, self._reactor.seconds()),
+            lambda failure: judge_error(failure.value, self._endpoint.timeout_ms),
+        )
+        return d
+
+    def _read(self, response: IResponse) -> Deferred[Reply]:
+        d = treq.content(response)
+        d.addCallback(lambda body: Reply(response.code, _first_values(response.headers), body))
+        return d
+
+
+class Dispatcher:
+    """The bullmq processor of one HTTP worker."""
+
+    def __init__(self, caller: EndpointCaller, queue: str) -> None:
+        self._caller = caller
+        self._queue = queue
+        self.state = LiveState()
+
+    async def __call__(self, job: Job, token: str) -> Any:
+        body = json.dumps({"job": job_json(job), "token": token}, separators=(",", ":"))
+        self.state.in_flight += 1
+        try:
+            outcome = await as_future(
+                self._caller.call(str(job.id), job.attemptsMade + 1, body.encode("utf-8"))
+            )
+        finally:
+            self.state.in_flight -= 1
+        return await self._settle(job, token, outcome)
+
+    async def _settle(self, job: Job, token: str, outcome: Outcome) -> Any:
+        if outcome.verdict is Verdict.COMPLETE:
+            self.state.completed += 1
+            return outcome.value
+        self.state.failed += 1
+        self.state.last_error = outcome.reason
+        self.state.last_error_at = time.time()
+        log.debug("Job {job_id} of {queue}: {verdict} ({reason})", job_id=job.id,
+                  queue=self._queue, verdict=outcome.verdict.value, reason=outcome.reason)
+        if outcome.verdict is Verdict.DELAY:
+            await job.moveToDelayed(int(time.time() * 1000) + outcome.delay_ms, token)
+            raise DelayedError(outcome.reason)
+        if outcome.verdict is Verdict.FAIL:
+            raise UnrecoverableError(outcome.reason)
+        raise EndpointFailed(outcome.reason)

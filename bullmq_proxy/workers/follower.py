@@ -1,0 +1,81 @@
+"""Keeps this instance's running workers in step with the registry in Redis.
+
+Each follower owns its read position in the stream; nothing else moves it (the original
+shared it with the registration handler and could skip an announcement). An announcement
+only names a queue: the follower then reads the hash, so whatever order announcements are
+read in, the worker ends up matching the last registration written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+import redis.asyncio as aredis
+import redis.exceptions
+from twisted.logger import Logger
+
+from bullmq_proxy.workers.store import WorkerStore
+
+log = Logger(namespace="bullmq_proxy.workers.follower")
+
+BLOCK_MS = 1000
+BATCH = 100
+RETRY_DELAY = 1.0
+
+Apply = Callable[[str, str | None], Awaitable[None]]
+Reconcile = Callable[[Mapping[str, str]], Awaitable[None]]
+
+
+class RegistryFollower:
+    """Loads every registration, then follows the stream with a blocking read."""
+
+    def __init__(
+        self, store: WorkerStore, blocking: aredis.Redis, apply: Apply, reconcile: Reconcile,
+    ) -> None:
+        self._store = store
+        self._blocking = blocking
+        self._apply = apply
+        self._reconcile = reconcile
+        self.last_id = "0"
+        self.loaded = False
+
+    async def sync(self) -> None:
+        """Read the position before the hash: a change made in between is then both in the
+        hash and after the position, and applying it twice is harmless."""
+        last_id = await self._store.last_event_id()
+        await self._reconcile(await self._store.all())
+        self.last_id = last_id
+        self.loaded = True
+
+    async def follow(self) -> None:
+        """Runs until cancelled; a Redis failure leads to a full resync, since the stream is
+        capped and may have dropped announcements meanwhile."""
+        synced = self.loaded
+        while True:
+            try:
+                if not synced:
+                    await self.sync()
+                    synced = True
+                await self.read_once()
+            except (redis.exceptions.RedisError, OSError) as err:
+                log.warn("Worker registry unavailable ({error}); resyncing in {delay}s",
+                         error=err.__class__.__name__, delay=RETRY_DELAY)
+                synced = False
+                await asyncio.sleep(RETRY_DELAY)
+
+    async def read_once(self) -> None:
+        answer = await self._blocking.xread(
+            {self._store.stream: self.last_id}, count=BATCH, block=BLOCK_MS
+        )
+        if not answer:
+            return
+        _, entries = answer[0]
+        queues: dict[str, None] = {}
+        for entry_id, fields in entries:
+            queue = fields.get("worker")
+            if queue:
+                queues[queue] = None
+            self.last_id = entry_id
+        for queue in queues:
+            await self._apply(queue, await self._store.get(queue))

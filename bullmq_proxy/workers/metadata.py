@@ -1,0 +1,155 @@
+"""Worker registrations: the original's ``{queue, endpoint, opts}`` body, validated.
+
+The JSON kept in the registry hash is the request body as sent, so that hashes written by the
+original proxy and by this one read the same. A registration refused here is never stored, so
+the registry follower only ever reads values that BullMQ accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from bullmq_proxy.config import Config
+from bullmq_proxy.errors import ProxyError, invalid
+from bullmq_proxy.validation import (
+    _validate_keep,
+    refuse_unknown,
+    require_int,
+    require_object,
+    validate_queue_name,
+)
+
+DEFAULT_TIMEOUT_MS = 3000
+METHODS = frozenset({"POST", "PUT", "PATCH"})
+METADATA_FIELDS = frozenset({"queue", "endpoint", "opts"})
+ENDPOINT_FIELDS = frozenset({"url", "method", "headers", "timeout"})
+OPTS_FIELDS = frozenset({
+    "concurrency", "removeOnComplete", "removeOnFail", "limiter", "maxStalledCount",
+})
+# Set by the proxy itself on every call; an endpoint header of the same name would be ambiguous.
+RESERVED_HEADERS = frozenset({
+    "content-length", "host", "transfer-encoding", "bullmq-proxy-job-id",
+    "bullmq-proxy-attempt", "idempotency-key",
+})
+
+
+@attrs.frozen
+class Endpoint:
+    url: str
+    method: str
+    headers: dict[str, str]
+    timeout_ms: int
+
+
+@attrs.frozen
+class WorkerMetadata:
+    """One validated registration and the exact JSON stored for it."""
+
+    queue: str
+    endpoint: Endpoint
+    opts: dict[str, Any]
+    raw: str = attrs.field(repr=False)
+
+    @property
+    def sha(self) -> str:
+        """Fingerprint of the stored JSON: a worker is replaced only when it changes."""
+        return hashlib.sha256(self.raw.encode("utf-8")).hexdigest()
+
+    def stored(self) -> dict[str, Any]:
+        return json.loads(self.raw)
+
+
+def _validate_url(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise invalid("endpoint.url", "endpoint.url is required")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError:
+        raise invalid("endpoint.url", "endpoint.url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid("endpoint.url", "endpoint.url must be an http:// or https:// URL")
+    return value
+
+
+def _validate_headers(value: Any) -> dict[str, str]:
+    headers = require_object(value, "endpoint.headers")
+    for name, header in headers.items():
+        field = f"endpoint.headers.{name}"
+        if not name or any(c in name for c in " \t\r\n:") or not name.isascii():
+            raise invalid(field, f"{field} is not a valid HTTP header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise invalid(field, f"{field} is set by the proxy and cannot be configured")
+        if not isinstance(header, str) or "\r" in header or "\n" in header:
+            raise invalid(field, f"{field} must be a single-line string")
+    return headers
+
+
+def _validate_endpoint(value: Any) -> Endpoint:
+    endpoint = require_object(value, "endpoint")
+    refuse_unknown(endpoint, ENDPOINT_FIELDS, "endpoint")
+    url = _validate_url(endpoint.get("url"))
+    method = endpoint.get("method")
+    if not isinstance(method, str) or not method:
+        raise invalid("endpoint.method", "endpoint.method is required")
+    if method.upper() not in METHODS:
+        raise invalid("endpoint.method", "endpoint.method must be POST, PUT or PATCH")
+    headers = _validate_headers(endpoint["headers"]) if "headers" in endpoint else {}
+    timeout = DEFAULT_TIMEOUT_MS
+    if "timeout" in endpoint:
+        timeout = require_int(endpoint["timeout"], "endpoint.timeout", 1)
+    return Endpoint(url=url, method=method.upper(), headers=headers, timeout_ms=timeout)
+
+
+def _validate_limiter(value: Any) -> None:
+    limiter = require_object(value, "opts.limiter")
+    refuse_unknown(limiter, frozenset({"max", "duration"}), "opts.limiter")
+    for key in ("max", "duration"):
+        if key not in limiter:
+            raise invalid(f"opts.limiter.{key}", f"opts.limiter.{key} is required")
+        require_int(limiter[key], f"opts.limiter.{key}", 1)
+
+
+def _validate_opts(value: Any) -> dict[str, Any]:
+    opts = require_object(value, "opts")
+    refuse_unknown(opts, OPTS_FIELDS, "opts")
+    if "concurrency" in opts:
+        require_int(opts["concurrency"], "opts.concurrency", 1)
+    if "maxStalledCount" in opts:
+        require_int(opts["maxStalledCount"], "opts.maxStalledCount", 0)
+    if "limiter" in opts:
+        _validate_limiter(opts["limiter"])
+    for key in ("removeOnComplete", "removeOnFail"):
+        if key in opts:
+            _validate_keep(opts[key], f"opts.{key}")
+    return opts
+
+
+def parse_metadata(value: Any, config: Config) -> WorkerMetadata:
+    """Validate a registration body; raises ``ProxyError`` naming the bad field."""
+    body = require_object(value, "body")
+    refuse_unknown(body, METADATA_FIELDS, "")
+    queue = body.get("queue")
+    if not isinstance(queue, str) or not queue:
+        raise invalid("queue", "queue is required and must be a non-empty string")
+    try:
+        validate_queue_name(queue, config)
+    except ProxyError as err:
+        raise invalid("queue", err.detail) from None
+    if "endpoint" not in body:
+        raise invalid("endpoint", "endpoint is required")
+    endpoint = _validate_endpoint(body["endpoint"])
+    opts = _validate_opts(body["opts"]) if "opts" in body else {}
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return WorkerMetadata(queue=queue, endpoint=endpoint, opts=opts, raw=raw)
+
+
+def load_metadata(raw: str, config: Config) -> WorkerMetadata:
+    """Read a stored registration; also used for hashes written by the original proxy."""
+    metadata = parse_metadata(json.loads(raw), config)
+    return attrs.evolve(metadata, raw=raw)
