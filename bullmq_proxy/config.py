@@ -121,6 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_tls", "REDIS_TLS", "redis-tls", False, _boolean, "Connect to Redis over TLS"),
     Setting("auth_tokens", "AUTH_TOKENS", "auth-tokens", (), _token_list,
             "Comma-separated bearer tokens accepted by the API"),
+    Setting("metrics_token", "METRICS_TOKEN", "metrics-token", None, _non_empty,
+            "Bearer token required by GET /metrics (unset: metrics are public)"),
     Setting("queue_prefix", "QUEUE_PREFIX", "queue-prefix", "bull", _non_empty,
             "BullMQ key prefix"),
     Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
@@ -193,6 +195,7 @@ class Config:
     listen: tuple[str, ...] = (f"tcp:{DEFAULT_PORT}",)
     redis: RedisSettings = RedisSettings()
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
+    metrics_token: str | None = attrs.field(default=None, repr=False)
     queue_prefix: str = "bull"
     queue_cache_size: int = 100
     debug: bool = False

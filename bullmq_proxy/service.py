@@ -20,9 +20,11 @@ from twisted.logger import Logger
 from bullmq_proxy.auth import Gate, IAuthenticator, load_or_create_token
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
+from bullmq_proxy.health import Readiness, health_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
 from bullmq_proxy.http.site import ProxySite, Root
+from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import create_client
@@ -60,6 +62,8 @@ class ProxyContext:
     gate: Gate
     router: Router
     root: Root
+    metrics: Metrics
+    readiness: Readiness
 
 
 def _with_embedded_redis(config: Config, reactor: Any, parent: MultiService) -> Config:
@@ -102,11 +106,16 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         if IAuthenticator.providedBy(plugin)
     ]
     gate = Gate(authenticators, clients.queue, queues)
-    router = Router(config, gate)
-    router.add_routes(queue_routes(queues))
+    metrics = Metrics()
+    readiness = Readiness(clients.queue)
+    router = Router(config, gate, metrics.observe_request)
+    router.add_routes(queue_routes(queues, metrics))
+    router.add_routes(health_routes(readiness))
+    router.add_routes(metrics_routes(metrics, config.metrics_token))
     context = ProxyContext(
         config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
         queues=queues, gate=gate, router=router, root=Root(router),
+        metrics=metrics, readiness=readiness,
     )
     attach_workers(context, top)
     return context

@@ -10,6 +10,7 @@ from bullmq import Queue
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.validation import NewJob, validate_jobs, validate_page, validate_states
 
@@ -43,12 +44,15 @@ async def add_jobs(queue: Queue, jobs: list[NewJob]) -> list[dict[str, Any]]:
 class QueueRoutes:
     """Handlers bound to the proxy's queue registry."""
 
-    def __init__(self, queues: QueueRegistry) -> None:
+    def __init__(self, queues: QueueRegistry, metrics: Metrics) -> None:
         self._queues = queues
+        self._metrics = metrics
 
     async def add(self, call: Call) -> Any:
         jobs = validate_jobs(call.json())
-        return await add_jobs(self._queues.get(call.params["queueName"]), jobs)
+        added = await add_jobs(self._queues.get(call.params["queueName"]), jobs)
+        self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
+        return added
 
     async def list(self, call: Call) -> Any:
         page = validate_page(call.query)

@@ -70,6 +70,8 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Any]]
+RequestObserver = Callable[[str | None, bytes, int, float], None]
+"""Told (route template or None, method, status, seconds) once per answered request."""
 
 
 @attrs.frozen
@@ -141,10 +143,13 @@ class Router(Resource):
 
     isLeaf = True
 
-    def __init__(self, config: Config, gate: Gate) -> None:
+    def __init__(
+        self, config: Config, gate: Gate, observe: RequestObserver | None = None
+    ) -> None:
         super().__init__()
         self._config = config
         self._gate = gate
+        self._observe = observe
         self._routes: list[tuple[Route, tuple[str, ...]]] = []
 
     def add_routes(self, routes: Sequence[Route]) -> None:
@@ -194,6 +199,7 @@ class Router(Resource):
 
     async def _run(self, request: IRequest) -> Any:
         route, params = self.find(request)
+        request.route_template = route.template
         if "queueName" in params:
             validate_queue_name(params["queueName"], self._config)
         request.content.seek(0)
@@ -215,14 +221,15 @@ class Router(Resource):
     def _write(self, request: IRequest, result: Any) -> None:
         reply = result if isinstance(result, Reply) else Reply(body=result)
         request.setResponseCode(reply.status)
-        for name, value in reply.headers.items():
-            request.setHeader(name, value)
         if reply.text is not None:
             request.setHeader(b"content-type", TEXT_TYPE)
             payload = reply.text.encode("utf-8")
         else:
             request.setHeader(b"content-type", JSON_TYPE)
             payload = json.dumps(reply.body, separators=(",", ":")).encode("utf-8")
+        # After the default content type, so that a reply may override it.
+        for name, value in reply.headers.items():
+            request.setHeader(name, value)
         if request.method != b"HEAD":
             request.write(payload)
         request.finish()
@@ -236,6 +243,9 @@ class Router(Resource):
             write_problem(request, error, f"urn:uuid:{incident}")
 
     def _log(self, request: IRequest, started: float) -> None:
+        if self._observe is not None:
+            self._observe(getattr(request, "route_template", None), request.method,
+                          request.code, time.monotonic() - started)
         if self._config.debug:
             log.debug(
                 "{method} {path} {status} {ms:.1f}ms",

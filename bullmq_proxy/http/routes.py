@@ -8,6 +8,7 @@ from bullmq_proxy import __version__
 from bullmq_proxy.auth import Policy
 from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
 
 BANNER = f"BullMQ Proxy for Python v{__version__}"
@@ -17,8 +18,8 @@ async def banner(call: Call) -> Any:
     return Reply(text=BANNER)
 
 
-def queue_routes(queues: QueueRegistry) -> list[Route]:
-    q = QueueRoutes(queues)
+def queue_routes(queues: QueueRegistry, metrics: Metrics) -> list[Route]:
+    q = QueueRoutes(queues, metrics)
     jobs = "/queues/{queueName}/jobs"
     job = jobs + "/{jobId}"
     return [

@@ -1,0 +1,92 @@
+"""Liveness and readiness probes: ``GET /healthz`` and ``GET /readyz``.
+
+``/healthz`` only proves the process answers HTTP. ``/readyz`` proves the proxy can serve:
+Redis answers a PING within a short timeout, and every check other components registered
+(for example "worker registry loaded") passes. Both are public so that load balancers and
+orchestrators can probe without a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aredis
+from twisted.logger import Logger
+
+from bullmq_proxy.auth import Policy
+from bullmq_proxy.errors import REDIS_UNAVAILABLE, ErrorKind, ProxyError
+from bullmq_proxy.http.router import Call, Route
+
+log = Logger(namespace="bullmq_proxy.health")
+
+# Short enough for a Kubernetes probe with its default 1 s timeout to see a 503, not a hang.
+READY_TIMEOUT_SECONDS = 0.8
+NOT_READY = ErrorKind("not-ready", "Not ready", 503)
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+"""Returns None when ready, else a short reason an operator can act on."""
+
+
+class NotReady(ProxyError):
+    """A 503 problem whose ``checks`` member tells which check failed and why."""
+
+    def __init__(self, kind: ErrorKind, detail: str, checks: dict[str, str]) -> None:
+        super().__init__(kind, detail, headers={"Retry-After": "1"})
+        self.checks = checks
+
+    def problem(self, instance: str) -> dict[str, Any]:
+        return {**super().problem(instance), "checks": self.checks}
+
+
+class Readiness:
+    """Named readiness checks; Redis is always the first one."""
+
+    def __init__(self, redis: aredis.Redis, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        self._timeout = timeout
+        self._checks: dict[str, ReadinessCheck] = {"redis": lambda: _ping(redis)}
+
+    def add(self, name: str, check: ReadinessCheck) -> None:
+        if name in self._checks:
+            raise ValueError(f"a readiness check named {name!r} already exists")
+        self._checks[name] = check
+
+    async def run(self) -> dict[str, str]:
+        """Every check's outcome by name: ``"ok"`` or the reason it failed."""
+        names = list(self._checks)
+        outcomes = await asyncio.gather(*(self._run_one(self._checks[n]) for n in names))
+        return dict(zip(names, outcomes, strict=True))
+
+    async def _run_one(self, check: ReadinessCheck) -> str:
+        try:
+            reason = await asyncio.wait_for(check(), self._timeout)
+        except TimeoutError:
+            return f"no answer within {self._timeout:g}s"
+        except Exception as err:
+            return f"{type(err).__name__}: {err}"
+        return reason or "ok"
+
+
+async def _ping(client: aredis.Redis) -> str | None:
+    return None if await client.ping() else "PING was not answered with PONG"
+
+
+def health_routes(readiness: Readiness) -> list[Route]:
+    async def healthz(call: Call) -> Any:
+        return {"status": "ok"}
+
+    async def readyz(call: Call) -> Any:
+        checks = await readiness.run()
+        failed = {name: outcome for name, outcome in checks.items() if outcome != "ok"}
+        if not failed:
+            return {"status": "ok", "checks": checks}
+        log.warn("Not ready: {failed}", failed=", ".join(failed))
+        kind = REDIS_UNAVAILABLE if "redis" in failed else NOT_READY
+        detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+        raise NotReady(kind, f"The proxy is not ready ({detail}).", checks)
+
+    return [
+        Route(b"GET", "/healthz", healthz, Policy.PUBLIC),
+        Route(b"GET", "/readyz", readyz, Policy.PUBLIC),
+    ]

@@ -1,0 +1,133 @@
+"""Prometheus metrics: every metric of the proxy on one ``Metrics`` object, served on
+``GET /metrics``.
+
+Each proxy owns its ``CollectorRegistry`` rather than the process-global one, so several
+proxies (in tests, or embedded) never collide on metric names. Labels stay bounded: routes
+are templates, methods outside the known set are ``other``, statuses are classes (``2xx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from bullmq_proxy import __version__
+from bullmq_proxy.auth import Policy, bearer_token, tokens_match
+from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
+from bullmq_proxy.http.router import Call, Reply, Route
+
+PREFIX = "bullmq_proxy"
+UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ENDPOINT_OUTCOMES = ("completed", "failed", "retried", "timed_out")
+BREAKER_STATES = ("closed", "half_open", "open")
+# Endpoint calls run for seconds to minutes; HTTP requests for milliseconds.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ENDPOINT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def status_class(code: int) -> str:
+    return f"{code // 100}xx" if 100 <= code <= 599 else "other"
+
+
+def method_label(method: bytes) -> str:
+    name = method.decode("ascii", "replace").upper()
+    return name if name in KNOWN_METHODS else "other"
+
+
+class Metrics:
+    """The proxy's metrics; components update the attributes that concern them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        Info(f"{PREFIX}_build", "Version of the running proxy", registry=r).info(
+            {"version": __version__}
+        )
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests", "HTTP requests answered",
+            ["route", "method", "status"], registry=r,
+        )
+        self.http_request_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds", "Time to answer an HTTP request",
+            ["route", "method"], buckets=HTTP_BUCKETS, registry=r,
+        )
+        self.jobs_added = Counter(
+            f"{PREFIX}_jobs_added", "Jobs added through the proxy", ["queue"], registry=r,
+        )
+        self.endpoint_calls = Counter(
+            f"{PREFIX}_endpoint_calls", "Jobs sent to worker HTTP endpoints, by outcome",
+            ["queue", "outcome"], registry=r,
+        )
+        self.endpoint_call_duration = Histogram(
+            f"{PREFIX}_endpoint_call_duration_seconds", "Time a worker endpoint took per job",
+            ["queue", "outcome"], buckets=ENDPOINT_BUCKETS, registry=r,
+        )
+        self.jobs_in_flight = Gauge(
+            f"{PREFIX}_jobs_in_flight", "Jobs being processed by worker endpoints now",
+            ["queue"], registry=r,
+        )
+        self.workers_registered = Gauge(
+            f"{PREFIX}_workers_registered", "HTTP-endpoint workers registered", registry=r,
+        )
+        self.websocket_connections = Gauge(
+            f"{PREFIX}_websocket_connections", "Open WebSocket connections by kind",
+            ["kind"], registry=r,
+        )
+        self.redis_command_errors = Counter(
+            f"{PREFIX}_redis_command_errors", "Redis commands that failed, by error kind",
+            ["kind"], registry=r,
+        )
+        self.redis_reconnects = Counter(
+            f"{PREFIX}_redis_reconnects", "Connections to Redis re-established after a loss",
+            registry=r,
+        )
+        self.circuit_breaker_state = Enum(
+            f"{PREFIX}_circuit_breaker_state", "Circuit breaker of each worker endpoint",
+            ["queue"], states=list(BREAKER_STATES), registry=r,
+        )
+
+    def observe_request(self, template: str | None, method: bytes, code: int,
+                        seconds: float) -> None:
+        """The router's hook, called once per answered request."""
+        route = template or UNMATCHED_ROUTE
+        verb = method_label(method)
+        self.http_requests.labels(route, verb, status_class(code)).inc()
+        self.http_request_duration.labels(route, verb).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_routes(metrics: Metrics, token: str | None) -> list[Route]:
+    """``GET /metrics``; when ``token`` is set, only that bearer token may scrape."""
+
+    async def scrape(call: Call) -> Any:
+        if token is not None:
+            given = bearer_token(call.request)
+            if given is None or not tokens_match(given, token):
+                raise ProxyError(
+                    UNAUTHORIZED,
+                    "A valid metrics token is required (Authorization: Bearer <token>).",
+                    headers={"WWW-Authenticate": 'Bearer realm="bullmq-proxy-metrics"'},
+                )
+        return Reply(
+            text=metrics.exposition().decode("utf-8"),
+            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
+        )
+
+    return [Route(b"GET", "/metrics", scrape, Policy.PUBLIC)]
