@@ -14,12 +14,12 @@ import redis.asyncio as aredis
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from bullmq_proxy.auth import Gate, IAuthenticator, load_or_create_token
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
+from bullmq_proxy.endpoints import listen_endpoint
 from bullmq_proxy.health import Readiness, health_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
@@ -129,7 +129,7 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     http.setName("http")
     site = ProxySite(context.root, config.max_body_size)
     for description in config.listen:
-        listener = StreamServerEndpointService(serverFromString(reactor, description), site)
+        listener = StreamServerEndpointService(listen_endpoint(reactor, description), site)
         listener.setName(f"listen {description}")
         listener.setServiceParent(http)
     http.setServiceParent(top)

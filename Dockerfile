@@ -1,0 +1,31 @@
+# bullmq-proxy: the HTTP and WebSocket proxy for BullMQ, as a small non-root image.
+# Configure it with the same env vars as everywhere else (REDIS_URL, AUTH_TOKENS, PORT...);
+# see docs/operations.md. The image has no redis-server: point REDIS_URL or REDIS_HOST at one.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml setup.cfg README.md ./
+COPY bullmq_proxy ./bullmq_proxy
+COPY plugins ./plugins
+COPY twisted ./twisted
+RUN python -m venv /opt/bullmq-proxy \
+    && /opt/bullmq-proxy/bin/pip install --no-cache-dir . \
+    && /opt/bullmq-proxy/bin/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+
+FROM python:3.11-slim
+COPY --from=build /opt/bullmq-proxy /opt/bullmq-proxy
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/bullmq-proxy bullmq-proxy
+ENV PATH=/opt/bullmq-proxy/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PORT=8080 \
+    DATA_DIR=/var/lib/bullmq-proxy
+USER bullmq-proxy
+WORKDIR /var/lib/bullmq-proxy
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/healthz', timeout=2)"]
+# --pidfile= : a twistd.pid left in a volume would otherwise block the next start.
+CMD ["twistd", "--nodaemon", "--pidfile=", "bullmq-proxy"]
+
+LABEL org.opencontainers.image.description="BullMQ Proxy for Python - BullMQ queues over HTTP and WebSockets"
