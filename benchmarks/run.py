@@ -1,0 +1,327 @@
+"""Run every workload side by side in one run; see benchmarks/README.md.
+
+Each workload gets a fresh, private Redis; the proxy runs as ``twistd -n bullmq-proxy`` and its
+CPU time and peak RSS come from /proc. Results: one JSON line per workload appended to
+``benchmarks/results/<date>.jsonl`` and a printed report of ratios to the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from benchmarks import processes
+from benchmarks.processes import REPO, TOKEN, cpu_of_tree, rss_mb, usage
+
+QUEUE = "bench"
+RESULTS = REPO / "benchmarks" / "results"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip()
+                  for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=AUTH)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def python_tool(module: str, *args: str) -> dict[str, Any]:
+    """Run a benchmark client in its own process; its JSON line is the result."""
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def counts(url: str) -> dict[str, int]:
+    client = redis.Redis.from_url(url)
+    try:
+        return {
+            "wait": client.llen(f"bull:{QUEUE}:wait"),
+            "completed": client.zcard(f"bull:{QUEUE}:completed"),
+            "failed": client.zcard(f"bull:{QUEUE}:failed"),
+        }
+    finally:
+        client.close()
+
+
+def fill(url: str, jobs: int) -> None:
+    python_tool("benchmarks.baseline", "bulk", url, QUEUE, str(jobs))
+
+
+@contextlib.contextmanager
+def stack(workdir: Path, with_proxy: bool = True, proxy_processes: int = 1) -> Iterator[Any]:
+    """A private Redis and (optionally) the proxy in front of it."""
+    workdir.mkdir(parents=True)
+    with processes.redis_server(workdir) as (url, redis_process):
+        if not with_proxy:
+            yield url, None, None, redis_process
+            return
+        with processes.proxy(workdir, url, proxy_processes) as (base, proxy_process):
+            yield url, base, proxy_process, redis_process
+
+
+def rate(jobs: int, seconds: float) -> float:
+    return round(jobs / seconds, 1) if seconds > 0 else 0.0
+
+
+def time_until_stored(url: str, jobs: int, load: subprocess.Popen[str], started: float) -> float:
+    """Seconds from ``started`` until the last job id was handed out.
+
+    wrk runs for its whole duration even when every thread has stopped at its quota, so
+    the end of the workload is read from BullMQ's job id counter instead.
+    """
+    client = redis.Redis.from_url(url)
+    last, changed = 0, started
+    try:
+        while load.poll() is None:
+            current = int(client.get(f"bull:{QUEUE}:id") or 0)
+            if current != last:
+                last, changed = current, time.perf_counter()
+            if current >= jobs:
+                break
+            time.sleep(0.005)
+    finally:
+        client.close()
+    return changed - started
+
+
+# --- workload A: add ----------------------------------------------------------------------
+
+
+def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int) -> list[dict]:
+    results = []
+    with stack(workdir / "a-proxy", proxy_processes=proxy_processes) as (url, base, proxy, red):
+        before = cpu_of_tree(proxy.pid)
+        threads = 2
+        env = {**os.environ, "BENCH_QUOTA": str(jobs // threads),
+               "BENCH_PATH": f"/queues/{QUEUE}/jobs", "BENCH_TOKEN": TOKEN}
+        wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        load = subprocess.Popen(
+            ["wrk", f"-t{threads}", f"-c{connections}", "-d60s", "--timeout", "10s",
+             "--latency", "-s", str(REPO / "benchmarks" / "add.lua"), base],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )
+        seconds = time_until_stored(url, jobs, load, started)
+        time.sleep(1)  # the last responses are on their way; then wrk reports on SIGINT
+        load.send_signal(signal.SIGINT)
+        out, _ = load.communicate(timeout=90)
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        summary = json.loads(out.strip().splitlines()[-1])
+        stored = counts(url)["wait"]
+        results.append({
+            "workload": "A-add", "side": "proxy", "jobs": summary["requests"],
+            "stored": stored, "connections": connections, "proxy_processes": proxy_processes,
+            "jobs_per_s": rate(summary["requests"], seconds),
+            "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
+            "max_ms": summary["max_us"] / 1000,
+            "errors": summary["status_errors"] + summary["socket_errors"],
+            "proxy_cpu_s": round(cpu_of_tree(proxy.pid) - before, 2),
+            "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+            "loadgen_cpu_s": round(wrk_after.ru_utime + wrk_after.ru_stime
+                                   - wrk_before.ru_utime - wrk_before.ru_stime, 2),
+            "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
+        })
+    for mode, name in (("add", "Queue.add"), ("bulk", "Queue.addBulk(100)")):
+        with stack(workdir / f"a-{mode}", with_proxy=False) as (url, _, _, red):
+            result = python_tool("benchmarks.baseline", mode, url, QUEUE, str(jobs))
+            results.append({
+                "workload": "A-add", "side": f"baseline {name}", "jobs": result["jobs"],
+                "jobs_per_s": rate(result["jobs"], result["seconds"]),
+                "client_cpu_s": round(result["cpu_s"], 2),
+                "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
+            })
+    return results
+
+
+# --- workload B: process through an HTTP endpoint -----------------------------------------
+
+
+def wait_for(done: Callable[[], bool], limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def workload_b(workdir: Path, jobs: int) -> list[dict]:
+    results = []
+    with stack(workdir / "b-proxy") as (url, base, proxy, red), \
+            processes.nginx(workdir / "b-proxy") as (endpoint, nginx_process):
+        fill(url, jobs)
+        before = cpu_of_tree(proxy.pid)
+        nginx_before = cpu_of_tree(nginx_process.pid)
+        started = time.perf_counter()
+        status, answer = http("POST", base + "/workers", {
+            "queue": QUEUE,
+            "endpoint": {"url": endpoint, "method": "POST", "timeout": 10000},
+            "opts": {"concurrency": 100},
+        })
+        if status != 200:
+            results.append({"workload": "B-process", "side": "proxy", "runnable": False,
+                            "reason": f"POST /workers answered {status}: {answer!s:.200}"})
+        else:
+            finished = wait_for(lambda: counts(url)["completed"] + counts(url)["failed"] >= jobs,
+                                300)
+            seconds = time.perf_counter() - started
+            final = counts(url)
+            cpu = cpu_of_tree(proxy.pid) - before
+            http("DELETE", f"{base}/workers/{QUEUE}")
+            results.append({
+                "workload": "B-process", "side": "proxy", "runnable": True,
+                "finished": finished, "jobs": final["completed"], "failed": final["failed"],
+                "jobs_per_s": rate(final["completed"], seconds),
+                "proxy_cpu_s": round(cpu, 2),
+                "proxy_cpu_ms_per_job": round(1000 * cpu / max(final["completed"], 1), 3),
+                "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+                "endpoint_cpu_s": round(cpu_of_tree(nginx_process.pid) - nginx_before, 2),
+                "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
+            })
+    with stack(workdir / "b-worker", with_proxy=False) as (url, _, _, red):
+        fill(url, jobs)
+        result = python_tool("benchmarks.baseline", "worker", url, QUEUE, str(jobs))
+        results.append({
+            "workload": "B-process", "side": "baseline bullmq.Worker", "jobs": result["jobs"],
+            "jobs_per_s": rate(result["jobs"], result["seconds"]),
+            "client_cpu_s": round(result["cpu_s"], 2),
+            "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
+        })
+    return results
+
+
+# --- workload C: WebSocket ----------------------------------------------------------------
+
+
+def workload_c(workdir: Path, jobs: int) -> list[dict]:
+    results = []
+    with stack(workdir / "c-proxy") as (url, base, proxy, _):
+        ws = base.replace("http://", "ws://") + f"/ws/queues/{QUEUE}"
+        for mode, target in (("add", ws), ("worker", ws + "/process/100")):
+            waiting = counts(url)["wait"]
+            if mode == "worker" and waiting < jobs:
+                fill(url, jobs - waiting)
+            before = cpu_of_tree(proxy.pid)
+            try:
+                result = python_tool("benchmarks.wsclient", mode, target, str(jobs))
+            except subprocess.CalledProcessError as err:
+                results.append({"workload": f"C-ws-{mode}", "side": "proxy", "runnable": False,
+                                "reason": err.stderr.strip().splitlines()[-1][:200]})
+                continue
+            cpu = cpu_of_tree(proxy.pid) - before
+            results.append({
+                "workload": f"C-ws-{mode}", "side": "proxy", "runnable": True,
+                "jobs": result["jobs"], "errors": result["errors"],
+                "jobs_per_s": rate(result["jobs"], result["seconds"]),
+                "proxy_cpu_ms_per_job": round(1000 * cpu / max(result["jobs"], 1), 3),
+                "loadgen_cpu_s": round(result["cpu_s"], 2),
+                "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+            })
+    return results
+
+
+# --- M: memory with many idle queues ------------------------------------------------------
+
+
+def workload_m(workdir: Path, queues: int) -> list[dict]:
+    with stack(workdir / "m-proxy") as (_, base, proxy, _):
+        start_rss = rss_mb(proxy.pid)
+        for n in range(queues):
+            status, _ = http("POST", f"{base}/queues/idle-{n}/jobs", [{"name": "x", "data": n}])
+            assert status == 200, status
+        time.sleep(5)
+        return [{
+            "workload": "M-idle-queues", "side": "proxy", "queues": queues,
+            "rss_start_mb": round(start_rss, 1), "rss_idle_mb": round(rss_mb(proxy.pid), 1),
+            "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+        }]
+
+
+def report(results: list[dict]) -> None:
+    baselines = {(r["workload"], r["side"]): r for r in results if r["side"] != "proxy"}
+    for r in results:
+        line = f"{r['workload']:<14} {r['side']:<28}"
+        if r.get("runnable") is False:
+            print(f"{line} not runnable: {r['reason']}")
+            continue
+        if "jobs_per_s" in r:
+            line += f" {r['jobs_per_s']:>9.0f} jobs/s"
+        if "p99_ms" in r:
+            line += f"  p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} max {r['max_ms']:.1f} ms"
+        if r["side"] == "proxy":
+            ratios = [f"{r['jobs_per_s'] / b['jobs_per_s']:.2f}x {side}"
+                      for (workload, side), b in baselines.items()
+                      if workload == r["workload"] and "jobs_per_s" in r and b["jobs_per_s"]]
+            if ratios:
+                line += "  = " + ", ".join(ratios)
+            if "proxy_peak_rss_mb" in r:
+                line += f"  peak RSS {r['proxy_peak_rss_mb']:.0f} MB"
+            if "rss_idle_mb" in r:
+                line += f"  idle RSS {r['rss_idle_mb']:.0f} MB with {r['queues']} queues"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--proxy-processes", type=int, default=1)
+    parser.add_argument("--only", default="A,B,C,M", help="comma-separated workloads")
+    parser.add_argument("--note", default="", help="free text stored with every result")
+    args = parser.parse_args()
+    chosen = set(args.only.upper().split(","))
+    stamp = datetime.datetime.now(datetime.UTC)
+    common = {"date": stamp.isoformat(timespec="seconds"), "machine": machine(),
+              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                       capture_output=True, text=True).stdout.strip(),
+              "note": args.note}
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bullmq-proxy-bench-") as tmp:
+        workdir = Path(tmp)
+        for name, workload in (
+            ("A", lambda: workload_a(workdir, args.jobs, args.connections,
+                                     args.proxy_processes)),
+            ("B", lambda: workload_b(workdir, args.jobs)),
+            ("C", lambda: workload_c(workdir, args.jobs)),
+            ("M", lambda: workload_m(workdir, 1000)),
+        ):
+            if name in chosen:
+                results += workload()
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / f"{stamp.date().isoformat()}.jsonl").open("a") as out:
+        for r in results:
+            out.write(json.dumps({**common, **r}) + "\n")
+    print(f"# {common['date']} on {common['machine']} at {common['commit']}")
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
