@@ -21,6 +21,11 @@ class QueueRegistry:
         self._size = size
         self._queues: OrderedDict[str, Queue] = OrderedDict()
 
+    @property
+    def client(self) -> aredis.Redis:
+        """The pooled client every Queue of this registry uses."""
+        return self._client
+
     def get(self, name: str) -> Queue:
         queue = self._queues.get(name)
         if queue is None:

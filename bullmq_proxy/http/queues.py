@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bullmq import Queue
+from bullmq import Job, Queue
 
+from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
 from bullmq_proxy.jobs import job_json
@@ -14,19 +16,24 @@ from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.validation import NewJob, validate_jobs, validate_page, validate_states
 
+BulkAdd = Callable[[Queue, Sequence[dict[str, Any]]], Awaitable[list[Job]]]
 
-async def add_jobs(queue: Queue, jobs: list[NewJob]) -> list[dict[str, Any]]:
+
+async def add_jobs(
+    queue: Queue, jobs: list[NewJob], bulk: BulkAdd | None = None
+) -> list[dict[str, Any]]:
     """Add jobs in one pipelined bulk call; repeatable ones become job schedulers.
 
-    The answer keeps the order of the request.
+    ``bulk`` adds the plain jobs (default: the queue's own ``addBulk``; the REST route passes
+    an ``AddBatcher`` that shares round trips between requests). The answer keeps the order
+    of the request.
     """
     plain = [(i, job) for i, job in enumerate(jobs) if "repeat" not in job.opts]
     repeating = [(i, job) for i, job in enumerate(jobs) if "repeat" in job.opts]
     rendered: list[dict[str, Any]] = [{} for _ in jobs]
     if plain:
-        added = await queue.addBulk(
-            [{"name": job.name, "data": job.data, "opts": job.opts} for _, job in plain]
-        )
+        specs = [{"name": job.name, "data": job.data, "opts": job.opts} for _, job in plain]
+        added = await (bulk(queue, specs) if bulk else queue.addBulk(specs))
         for (index, _), job in zip(plain, added, strict=True):
             rendered[index] = job_json(job)
     for index, job in repeating:
@@ -47,10 +54,12 @@ class QueueRoutes:
     def __init__(self, queues: QueueRegistry, metrics: Metrics) -> None:
         self._queues = queues
         self._metrics = metrics
+        self._batcher = AddBatcher(queues.client)
 
     async def add(self, call: Call) -> Any:
         jobs = validate_jobs(call.json())
-        added = await add_jobs(self._queues.get(call.params["queueName"]), jobs)
+        queue = self._queues.get(call.params["queueName"])
+        added = await add_jobs(queue, jobs, self._batcher.add_bulk)
         self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
         return added
 
