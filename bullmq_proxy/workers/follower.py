@@ -27,6 +27,11 @@ Apply = Callable[[str, str | None], Awaitable[None]]
 Reconcile = Callable[[Mapping[str, str]], Awaitable[None]]
 
 
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RegistryFollower:
     """Loads every registration, then follows the stream with a blocking read."""
 
@@ -39,6 +44,7 @@ class RegistryFollower:
         self._reconcile = reconcile
         self.last_id = "0"
         self.loaded = False
+        self.stopping = False
 
     async def sync(self) -> None:
         """Read the position before the hash: a change made in between is then both in the
@@ -49,10 +55,12 @@ class RegistryFollower:
         self.loaded = True
 
     async def follow(self) -> None:
-        """Runs until cancelled; a Redis failure leads to a full resync, since the stream is
-        capped and may have dropped announcements meanwhile."""
+        """Runs until ``stopping`` is set, which takes at most one blocking read; a Redis failure
+        leads to a full resync, since the stream is capped and may have dropped announcements
+        meanwhile. (Cancelling is no way to stop it: redis-py can swallow a cancellation that
+        arrives during a read.)"""
         synced = self.loaded
-        while True:
+        while not self.stopping:
             try:
                 if not synced:
                     await self.sync()
@@ -64,11 +72,24 @@ class RegistryFollower:
                 synced = False
                 await asyncio.sleep(RETRY_DELAY)
 
+    async def _trimmed_past(self) -> bool:
+        """True when the stream's oldest entry is newer than the position: announcements
+        in between may have been dropped by MAXLEN."""
+        if self.last_id == "0":
+            return False
+        first = await self._store.first_event_id()
+        return first is not None and _stream_id(first) > _stream_id(self.last_id)
+
     async def read_once(self) -> None:
         answer = await self._blocking.xread(
             {self._store.stream: self.last_id}, count=BATCH, block=BLOCK_MS
         )
         if not answer:
+            return
+        if await self._trimmed_past():
+            log.warn("Worker registry announcements were trimmed before this instance read "
+                     "them; reloading every registration")
+            await self.sync()
             return
         _, entries = answer[0]
         queues: dict[str, None] = {}

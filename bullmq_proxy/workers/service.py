@@ -21,7 +21,7 @@ from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.workers.dispatcher import Dispatcher, EndpointCaller, HTTPClient
-from bullmq_proxy.workers.follower import RegistryFollower
+from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
 from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
 from bullmq_proxy.workers.store import WorkerStore
 
@@ -79,6 +79,8 @@ class WorkersService(Service):
 
     async def _stop(self) -> None:
         if self._task is not None:
+            self._follower.stopping = True
+            await asyncio.wait({self._task}, timeout=BLOCK_MS / 1000 + 2)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         for queue in list(self.workers):

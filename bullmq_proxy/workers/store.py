@@ -51,6 +51,10 @@ class WorkerStore:
     async def all(self) -> dict[str, str]:
         return await self._client.hgetall(self.key)
 
+    async def first_event_id(self) -> str | None:
+        first = await self._client.xrange(self.stream, "-", "+", count=1)
+        return first[0][0] if first else None
+
     async def last_event_id(self) -> str:
         """The id to follow the stream from; "0" when it is empty."""
         last = await self._client.xrevrange(self.stream, "+", "-", count=1)
