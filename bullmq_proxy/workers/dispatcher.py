@@ -15,8 +15,9 @@ import attrs
 import treq
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
@@ -60,6 +61,11 @@ def _first_values(headers: Headers) -> dict[str, str]:
     }
 
 
+def _timed_out(result: Any, timeout: float) -> Failure:
+    """Whatever the cancelled request failed with (the agent wraps it), it was the timeout."""
+    return Failure(TimeoutError(f"no answer within {timeout} s"))
+
+
 class EndpointCaller:
     """One HTTP call per job attempt, bounded by the endpoint's timeout."""
 
@@ -87,7 +93,7 @@ class EndpointCaller:
         )
         d.addCallback(self._read)
         # Covers the body as well as the status line: a server trickling bytes still times out.
-        d.addTimeout(self._endpoint.timeout_ms / 1000, self._reactor)
+        d.addTimeout(self._endpoint.timeout_ms / 1000, self._reactor, onTimeoutCancel=_timed_out)
         d.addCallbacks(
             lambda reply: judge(reply, self._reactor.seconds()),
             lambda failure: judge_error(failure.value, self._endpoint.timeout_ms),

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, TimeoutError
+from twisted.internet.defer import TimeoutError
 
 RETRY_HEADER = "bullmq-proxy-retry"
 # Client errors that say "not now" rather than "never": they are retried like 5xx.
@@ -104,7 +104,7 @@ def judge(reply: Reply, now: float) -> Outcome:
 
 def judge_error(err: BaseException, timeout_ms: int) -> Outcome:
     """No answer at all: a timeout or a connection failure; always worth a retry."""
-    if isinstance(err, TimeoutError | CancelledError):
+    if isinstance(err, TimeoutError):
         return Outcome(Verdict.RETRY, reason=f"endpoint did not answer within {timeout_ms} ms")
     detail = str(err) or err.__class__.__name__
     return Outcome(Verdict.RETRY, reason=f"endpoint call failed: {detail}")

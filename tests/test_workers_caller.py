@@ -1,0 +1,169 @@
+"""The endpoint call and the response-code table, with StubTreq and a Clock: no network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from treq.testing import HasHeaders, RequestSequence, StringStubbingResource, StubTreq
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from bullmq_proxy.workers.dispatcher import EndpointCaller
+from bullmq_proxy.workers.metadata import Endpoint
+from bullmq_proxy.workers.policy import Outcome, Reply, Verdict, judge, judge_error
+
+URL = "http://endpoint.test/hook"
+BODY = json.dumps({"job": {"id": "7"}, "token": "tok"}).encode()
+
+
+def caller_for(resource, clock=None, timeout_ms=3000, headers=None):
+    stub = StubTreq(resource)
+    endpoint = Endpoint(URL, "PUT", headers or {"X-Team": "a"}, timeout_ms)
+    return stub, EndpointCaller(stub, clock or Clock(), "mail", endpoint)
+
+
+def outcome_of(stub, d) -> Outcome:
+    results = []
+    d.addBoth(results.append)
+    stub.flush()
+    assert len(results) == 1, "the call did not finish"
+    assert isinstance(results[0], Outcome), results[0]
+    return results[0]
+
+
+def sequence_resource(code, headers, body, failures):
+    expected = (
+        b"put", URL, {},
+        HasHeaders({b"content-type": [b"application/json"], b"x-team": [b"a"],
+                    b"bullmq-proxy-job-id": [b"7"], b"bullmq-proxy-attempt": [b"2"],
+                    b"idempotency-key": [b"mail:7"]}),
+        BODY,
+    )
+    return RequestSequence([(expected, (code, headers, body))], failures.append)
+
+
+def test_sends_method_headers_and_body_and_completes_with_text():
+    failures = []
+    sequence = sequence_resource(200, {b"content-type": b"text/plain"}, b"foo bar", failures)
+    stub, caller = caller_for(StringStubbingResource(sequence))
+    with sequence.consume(pytest.fail):
+        outcome = outcome_of(stub, caller.call("7", 2, BODY))
+    assert failures == []
+    assert outcome == Outcome(Verdict.COMPLETE, value="foo bar")
+
+
+def test_json_answer_is_parsed():
+    failures = []
+    sequence = sequence_resource(201, {b"content-type": b"application/json"}, b'{"a": [1]}',
+                                 failures)
+    stub, caller = caller_for(StringStubbingResource(sequence))
+    with sequence.consume(pytest.fail):
+        assert outcome_of(stub, caller.call("7", 2, BODY)).value == {"a": [1]}
+    assert failures == []
+
+
+def test_configured_content_type_wins():
+    failures = []
+    sequence = RequestSequence(
+        [((b"put", URL, {}, HasHeaders({b"content-type": [b"application/x-custom"]}), BODY),
+          (204, {}, b""))], failures.append)
+    stub, caller = caller_for(StringStubbingResource(sequence),
+                              headers={"Content-Type": "application/x-custom"})
+    with sequence.consume(pytest.fail):
+        assert outcome_of(stub, caller.call("7", 2, BODY)) == Outcome(Verdict.COMPLETE, "")
+    assert failures == []
+
+
+class Silent(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return NOT_DONE_YET
+
+
+def test_timeout_fails_the_attempt_when_the_clock_passes_it():
+    clock = Clock()
+    stub, caller = caller_for(Silent(), clock, timeout_ms=250)
+    results = []
+    caller.call("7", 1, BODY).addBoth(results.append)
+    stub.flush()
+    clock.advance(0.249)
+    assert results == []
+    clock.advance(0.002)
+    assert results == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+
+
+def test_connection_error_fails_the_attempt():
+    class Refusing:
+        def request(self, method, url, **kwargs):
+            from twisted.internet.defer import fail
+            return fail(ConnectionRefusedError("127.0.0.1:9"))
+
+    caller = EndpointCaller(Refusing(), Clock(), "mail", Endpoint(URL, "POST", {}, 100))
+    results = []
+    caller.call("7", 1, BODY).addBoth(results.append)
+    assert results[0].verdict is Verdict.RETRY
+    assert results[0].reason.startswith("endpoint call failed: Connection was refused")
+
+
+def reply(status, body=b"", **headers):
+    return Reply(status, {k.replace("_", "-"): v for k, v in headers.items()}, body)
+
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(("answer", "verdict", "delay"), [
+    (reply(200, b"x"), Verdict.COMPLETE, 0),
+    (reply(299), Verdict.COMPLETE, 0),
+    (reply(500, b"boom"), Verdict.RETRY, 0),
+    (reply(502), Verdict.RETRY, 0),
+    (reply(503), Verdict.RETRY, 0),
+    (reply(503, retry_after="3"), Verdict.DELAY, 3000),
+    (reply(429), Verdict.RETRY, 0),
+    (reply(429, retry_after="0"), Verdict.DELAY, 0),
+    (reply(429, retry_after="Tue, 14 Nov 2023 22:13:30 GMT"), Verdict.DELAY, 10_000),
+    (reply(429, retry_after="soon"), Verdict.RETRY, 0),
+    (reply(500, retry_after="3"), Verdict.RETRY, 0),
+    (reply(400), Verdict.FAIL, 0),
+    (reply(401), Verdict.FAIL, 0),
+    (reply(404), Verdict.FAIL, 0),
+    (reply(422), Verdict.FAIL, 0),
+    (reply(408), Verdict.RETRY, 0),
+    (reply(409), Verdict.RETRY, 0),
+    (reply(425), Verdict.RETRY, 0),
+    (reply(301), Verdict.RETRY, 0),
+    (reply(500, bullmq_proxy_retry="never"), Verdict.FAIL, 0),
+    (reply(500, bullmq_proxy_retry="after=1500"), Verdict.DELAY, 1500),
+    (reply(400, bullmq_proxy_retry="after=20"), Verdict.DELAY, 20),
+    (reply(503, retry_after="9", bullmq_proxy_retry="never"), Verdict.FAIL, 0),
+    (reply(500, bullmq_proxy_retry="whenever"), Verdict.RETRY, 0),
+    (reply(200, bullmq_proxy_retry="never"), Verdict.COMPLETE, 0),
+])
+def test_response_code_table(answer, verdict, delay):
+    outcome = judge(answer, NOW)
+    assert outcome.verdict is verdict
+    assert outcome.delay_ms == delay
+
+
+def test_failed_reason_names_status_and_first_bytes():
+    outcome = judge(reply(500, b"x" * 1000), NOW)
+    assert outcome.reason == "endpoint answered 500: " + "x" * 200
+    assert judge(reply(404), NOW).reason == "endpoint answered 404"
+
+
+def test_invalid_json_answer_is_retried():
+    outcome = judge(Reply(200, {"content-type": "application/json"}, b"{oops"), NOW)
+    assert outcome.verdict is Verdict.RETRY
+    assert "not valid JSON" in outcome.reason
+
+
+def test_empty_json_answer_completes_with_empty_text():
+    assert judge(Reply(200, {"content-type": "application/json"}, b""), NOW).value == ""
+
+
+def test_errors_without_a_message_use_their_class_name():
+    assert judge_error(RuntimeError(), 100).reason == "endpoint call failed: RuntimeError"
