@@ -153,6 +153,15 @@ SETTINGS: tuple[Setting, ...] = (
             30000, _integer(500), "Milliseconds between checks for stalled jobs"),
     Setting("worker_shutdown_grace", "WORKER_SHUTDOWN_GRACE", "worker-shutdown-grace", 10.0,
             _number(0), "Seconds in-flight endpoint calls may finish in on shutdown"),
+    Setting("ws_message_timeout", "WS_MESSAGE_TIMEOUT", "ws-message-timeout", 15.0, _number(0),
+            "Seconds a WebSocket worker has to answer a job before the attempt fails"),
+    Setting("ws_ping_interval", "WS_PING_INTERVAL", "ws-ping-interval", 30, _integer(0),
+            "Seconds between WebSocket keepalive pings (0 disables them)"),
+    Setting("ws_ping_timeout", "WS_PING_TIMEOUT", "ws-ping-timeout", 10.0, _number(0),
+            "Seconds a WebSocket peer has to answer a ping before it is dropped"),
+    Setting("ws_max_buffered_bytes", "WS_MAX_BUFFERED_BYTES", "ws-max-buffered-bytes", 8 * MIB,
+            _integer(1024), "Outgoing bytes a slow WebSocket client may fall behind before "
+            "it is disconnected"),
 )
 
 
@@ -211,6 +220,10 @@ class Config:
     worker_lock_duration: int = 30000
     worker_stalled_interval: int = 30000
     worker_shutdown_grace: float = 10.0
+    ws_message_timeout: float = 15.0
+    ws_ping_interval: int = 30
+    ws_ping_timeout: float = 10.0
+    ws_max_buffered_bytes: int = 8 * MIB
     plugins: tuple[str, ...] = ()
 
 

@@ -30,6 +30,7 @@ from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
 from bullmq_proxy.workers.attach import attach_workers
+from bullmq_proxy.ws.attach import attach_websockets
 
 log = Logger(namespace="bullmq_proxy.service")
 
@@ -118,6 +119,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         metrics=metrics, readiness=readiness,
     )
     attach_workers(context, top)
+    attach_websockets(context, top)
     return context
 
 

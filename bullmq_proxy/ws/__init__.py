@@ -1,0 +1,1 @@
+"""The WebSocket API: queue operations, push workers and queue events over Autobahn."""

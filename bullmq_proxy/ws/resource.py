@@ -1,0 +1,63 @@
+"""``/ws``: validates the path and authorizes the upgrade (the same Gate as REST) before
+Autobahn takes the connection over; refusals are HTTP problem responses, never a socket."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from bullmq_proxy.auth import Gate, Policy
+from bullmq_proxy.bridge import as_deferred
+from bullmq_proxy.config import Config
+from bullmq_proxy.errors import INTERNAL, ProxyError
+from bullmq_proxy.http.router import classify, write_problem
+from bullmq_proxy.ws.paths import parse_target
+
+log = Logger(namespace="bullmq_proxy.ws")
+
+
+class WebSocketEntry(Resource):
+    isLeaf = True
+
+    def __init__(self, config: Config, gate: Gate, sockets: WebSocketResource) -> None:
+        super().__init__()
+        self._config = config
+        self._gate = gate
+        self._sockets = sockets
+
+    def render(self, request: IRequest) -> Any:
+        admitted = as_deferred(self._admit(request))
+        admitted.addCallbacks(lambda _: self._upgrade(request), self._refuse,
+                              errbackArgs=(request,))
+        return NOT_DONE_YET
+
+    async def _admit(self, request: IRequest) -> None:
+        query = {key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
+                 for key, values in request.args.items()}
+        parse_target(request.uri, query, self._config)
+        await self._gate.authorize(request, Policy.TOKEN, {}, allow_query=True)
+
+    def _upgrade(self, request: IRequest) -> None:
+        if request.channel is None:
+            return  # the client left while we were checking
+        body = self._sockets.render(request)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
+    def _refuse(self, failure: Failure, request: IRequest) -> None:
+        error = classify(failure.value)
+        if error is None:
+            incident = uuid.uuid4().hex
+            log.failure("Unexpected error {incident} on a WebSocket upgrade", failure,
+                        incident=incident)
+            error = ProxyError(INTERNAL, f"An unexpected error occurred (incident {incident}).")
+        if request.channel is not None:
+            write_problem(request, error)
