@@ -153,6 +153,13 @@ SETTINGS: tuple[Setting, ...] = (
             30000, _integer(500), "Milliseconds between checks for stalled jobs"),
     Setting("worker_shutdown_grace", "WORKER_SHUTDOWN_GRACE", "worker-shutdown-grace", 10.0,
             _number(0), "Seconds in-flight endpoint calls may finish in on shutdown"),
+    Setting("worker_signing_secret", "WORKER_SIGNING_SECRET", "worker-signing-secret", (),
+            _token_list, "Secret(s) signing every endpoint call, comma-separated (at most two, "
+            "for rotation); a worker's own endpoint.signingSecret wins"),
+    Setting("worker_breaker_threshold", "WORKER_BREAKER_THRESHOLD", "worker-breaker-threshold",
+            5, _integer(1), "Consecutive endpoint failures that open its circuit"),
+    Setting("worker_breaker_window", "WORKER_BREAKER_WINDOW", "worker-breaker-window", 5.0,
+            _number(0), "Seconds an open circuit waits before probing (doubles, max 300)"),
     Setting("ws_message_timeout", "WS_MESSAGE_TIMEOUT", "ws-message-timeout", 15.0, _number(0),
             "Seconds a WebSocket worker has to answer a job before the attempt fails"),
     Setting("ws_ping_interval", "WS_PING_INTERVAL", "ws-ping-interval", 30, _integer(0),
@@ -220,6 +227,9 @@ class Config:
     worker_lock_duration: int = 30000
     worker_stalled_interval: int = 30000
     worker_shutdown_grace: float = 10.0
+    worker_signing_secret: tuple[str, ...] = attrs.field(default=(), repr=False)
+    worker_breaker_threshold: int = 5
+    worker_breaker_window: float = 5.0
     ws_message_timeout: float = 15.0
     ws_ping_interval: int = 30
     ws_ping_timeout: float = 10.0

@@ -18,6 +18,8 @@ REDACTED = "[redacted]"
 
 def redact(stored: dict[str, Any]) -> dict[str, Any]:
     endpoint = dict(stored.get("endpoint") or {})
+    if "signingSecret" in endpoint:
+        endpoint["signingSecret"] = REDACTED
     headers = endpoint.get("headers")
     if isinstance(headers, dict):
         endpoint["headers"] = {
@@ -57,8 +59,11 @@ class WorkerRoutes:
         state: dict[str, Any] = {"running": running is not None}
         if running is not None:
             live = running.dispatcher.state
+            breaker = running.dispatcher.breaker
             state.update(inFlight=live.in_flight, completed=live.completed, failed=live.failed,
-                         lastError=live.last_error, lastErrorAt=live.last_error_at)
+                         lastError=live.last_error, lastErrorAt=live.last_error_at,
+                         circuit={"state": breaker.state, "failures": breaker.failures,
+                                  "retryIn": breaker.retry_in()})
         return {**redact(json.loads(raw)), "state": state}
 
     async def remove(self, call: Call) -> Any:

@@ -8,8 +8,11 @@ from treq.client import HTTPClient
 from twisted.application.service import MultiService
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from bullmq_proxy.config import ConfigError
+from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.http.workers import worker_routes
 from bullmq_proxy.workers.service import WorkersService
+from bullmq_proxy.workers.signing import validate_secrets
 from bullmq_proxy.workers.store import WorkerStore
 
 # Endpoints are usually few and busy: keep enough idle connections per host for concurrency.
@@ -19,6 +22,11 @@ PERSISTENT_PER_HOST = 32
 def attach_workers(context: Any, top: MultiService) -> WorkersService:
     """Add the ``workers`` service and the /workers routes to an assembled proxy."""
     config = context.config
+    if config.worker_signing_secret:
+        try:
+            validate_secrets(list(config.worker_signing_secret), "WORKER_SIGNING_SECRET")
+        except ProxyError as err:
+            raise ConfigError(err.detail) from None
     pool = HTTPConnectionPool(context.reactor)
     pool.maxPersistentPerHost = PERSISTENT_PER_HOST
     store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,

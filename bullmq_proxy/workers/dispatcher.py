@@ -23,8 +23,10 @@ from twisted.web.iweb import IResponse
 
 from bullmq_proxy.bridge import as_future
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import Outcome, Reply, Verdict, judge, judge_error
+from bullmq_proxy.workers.signing import signature_headers
 
 log = Logger(namespace="bullmq_proxy.workers.dispatcher")
 
@@ -69,18 +71,27 @@ def _timed_out(result: Any, timeout: float) -> Failure:
 class EndpointCaller:
     """One HTTP call per job attempt, bounded by the endpoint's timeout."""
 
-    def __init__(self, http: HTTPClient, reactor: Any, queue: str, endpoint: Endpoint) -> None:
+    def __init__(
+        self, http: HTTPClient, reactor: Any, queue: str, endpoint: Endpoint,
+        signing_secrets: tuple[str, ...] = (),
+    ) -> None:
         self._http = http
         self._reactor = reactor
         self._queue = queue
         self._endpoint = endpoint
+        self._secrets = endpoint.signing_secrets or signing_secrets
 
-    def headers(self, job_id: str, attempt: int) -> dict[str, str]:
+    def headers(self, job_id: str, attempt: int, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         headers.update(self._endpoint.headers)
+        key = f"{self._queue}:{job_id}"
         headers["BullMQ-Proxy-Job-Id"] = job_id
         headers["BullMQ-Proxy-Attempt"] = str(attempt)
-        headers["Idempotency-Key"] = f"{self._queue}:{job_id}"
+        headers["Idempotency-Key"] = key
+        if self._secrets:
+            # The id stays the same across attempts, as Standard Webhooks asks of retries.
+            headers.update(signature_headers(
+                self._secrets, key, int(self._reactor.seconds()), body))
         return headers
 
     def call(self, job_id: str, attempt: int, body: bytes) -> Deferred[Outcome]:
@@ -89,7 +100,7 @@ class EndpointCaller:
             self._endpoint.method,
             self._endpoint.url,
             data=body,
-            headers=self.headers(job_id, attempt),
+            headers=self.headers(job_id, attempt, body),
         )
         d.addCallback(self._read)
         # Covers the body as well as the status line: a server trickling bytes still times out.
@@ -109,12 +120,17 @@ class EndpointCaller:
 class Dispatcher:
     """The bullmq processor of one HTTP worker."""
 
-    def __init__(self, caller: EndpointCaller, queue: str) -> None:
+    def __init__(self, caller: EndpointCaller, queue: str, breaker: CircuitBreaker) -> None:
         self._caller = caller
         self._queue = queue
+        self.breaker = breaker
         self.state = LiveState()
 
     async def __call__(self, job: Job, token: str) -> Any:
+        if not self.breaker.allow():
+            # The endpoint is failing: let the job wait, without spending an attempt.
+            await self._delay(job, token, int(self.breaker.retry_in() * 1000))
+            raise DelayedError("the endpoint's circuit is open")
         body = json.dumps({"job": job_json(job), "token": token}, separators=(",", ":"))
         self.state.in_flight += 1
         try:
@@ -123,7 +139,12 @@ class Dispatcher:
             )
         finally:
             self.state.in_flight -= 1
+        self.breaker.record(outcome.verdict is not Verdict.RETRY)
         return await self._settle(job, token, outcome)
+
+    @staticmethod
+    async def _delay(job: Job, token: str, delay_ms: int) -> None:
+        await job.moveToDelayed(int(time.time() * 1000) + delay_ms, token)
 
     async def _settle(self, job: Job, token: str, outcome: Outcome) -> Any:
         if outcome.verdict is Verdict.COMPLETE:
@@ -135,7 +156,7 @@ class Dispatcher:
         log.debug("Job {job_id} of {queue}: {verdict} ({reason})", job_id=job.id,
                   queue=self._queue, verdict=outcome.verdict.value, reason=outcome.reason)
         if outcome.verdict is Verdict.DELAY:
-            await job.moveToDelayed(int(time.time() * 1000) + outcome.delay_ms, token)
+            await self._delay(job, token, outcome.delay_ms)
             raise DelayedError(outcome.reason)
         if outcome.verdict is Verdict.FAIL:
             raise UnrecoverableError(outcome.reason)

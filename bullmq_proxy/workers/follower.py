@@ -69,14 +69,17 @@ class RegistryFollower:
             except (redis.exceptions.RedisError, OSError) as err:
                 log.warn("Worker registry unavailable ({error}); resyncing in {delay}s",
                          error=err.__class__.__name__, delay=RETRY_DELAY)
-                synced = False
-                await asyncio.sleep(RETRY_DELAY)
+            except Exception:
+                log.failure("Unexpected error following the worker registry; resyncing")
+            else:
+                continue
+            synced = False
+            await asyncio.sleep(RETRY_DELAY)
 
     async def _trimmed_past(self) -> bool:
         """True when the stream's oldest entry is newer than the position: announcements
-        in between may have been dropped by MAXLEN."""
-        if self.last_id == "0":
-            return False
+        in between may have been dropped by MAXLEN. (From an empty stream this holds for
+        the first announcement too, costing one harmless reload.)"""
         first = await self._store.first_event_id()
         return first is not None and _stream_id(first) > _stream_id(self.last_id)
 

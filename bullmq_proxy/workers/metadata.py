@@ -23,18 +23,21 @@ from bullmq_proxy.validation import (
     require_object,
     validate_queue_name,
 )
+from bullmq_proxy.workers.signing import validate_secrets
 
 DEFAULT_TIMEOUT_MS = 3000
 METHODS = frozenset({"POST", "PUT", "PATCH"})
 METADATA_FIELDS = frozenset({"queue", "endpoint", "opts"})
-ENDPOINT_FIELDS = frozenset({"url", "method", "headers", "timeout"})
+# The original's fields, plus this proxy's signingSecret.
+ENDPOINT_FIELDS = frozenset({"url", "method", "headers", "timeout", "signingSecret"})
 OPTS_FIELDS = frozenset({
     "concurrency", "removeOnComplete", "removeOnFail", "limiter", "maxStalledCount",
 })
 # Set by the proxy itself on every call; an endpoint header of the same name would be ambiguous.
 RESERVED_HEADERS = frozenset({
     "content-length", "host", "transfer-encoding", "bullmq-proxy-job-id",
-    "bullmq-proxy-attempt", "idempotency-key",
+    "bullmq-proxy-attempt", "idempotency-key", "webhook-id", "webhook-timestamp",
+    "webhook-signature",
 })
 
 
@@ -44,6 +47,7 @@ class Endpoint:
     method: str
     headers: dict[str, str]
     timeout_ms: int
+    signing_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
 
 @attrs.frozen
@@ -103,7 +107,11 @@ def _validate_endpoint(value: Any) -> Endpoint:
     timeout = DEFAULT_TIMEOUT_MS
     if "timeout" in endpoint:
         timeout = require_int(endpoint["timeout"], "endpoint.timeout", 1)
-    return Endpoint(url=url, method=method.upper(), headers=headers, timeout_ms=timeout)
+    secrets = ()
+    if "signingSecret" in endpoint:
+        secrets = validate_secrets(endpoint["signingSecret"], "endpoint.signingSecret")
+    return Endpoint(url=url, method=method.upper(), headers=headers, timeout_ms=timeout,
+                    signing_secrets=secrets)
 
 
 def _validate_limiter(value: Any) -> None:

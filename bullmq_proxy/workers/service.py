@@ -20,6 +20,7 @@ from twisted.web.client import HTTPConnectionPool
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.errors import ProxyError
+from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
 from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
@@ -124,8 +125,11 @@ class WorkersService(Service):
                  how="replaced" if current is not None else "started")
 
     def _start_worker(self, metadata: WorkerMetadata) -> RunningWorker:
-        caller = EndpointCaller(self._http, self._reactor, metadata.queue, metadata.endpoint)
-        dispatcher = Dispatcher(caller, metadata.queue)
+        caller = EndpointCaller(self._http, self._reactor, metadata.queue, metadata.endpoint,
+                                self._config.worker_signing_secret)
+        breaker = CircuitBreaker(self._reactor.seconds, self._config.worker_breaker_threshold,
+                                 self._config.worker_breaker_window)
+        dispatcher = Dispatcher(caller, metadata.queue, breaker)
         opts: dict[str, Any] = {
             **metadata.opts,
             "connection": worker_connection(self._config.redis),
