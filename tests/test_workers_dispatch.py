@@ -7,14 +7,17 @@ from twisted.internet import task
 
 from tests.support import AUTH, TOKEN, make_config
 from tests.workers_helpers import (
+    QUEUE,
+    add_job,
     eventually,
+    finished,
+    job_state,
     listen_endpoint,
     ok,
     post_json,
+    register,
     start_live_proxy,
 )
-
-QUEUE = "{testQueue-e2e}"
 
 
 @pytest_twisted.async_yield_fixture
@@ -24,39 +27,6 @@ async def live(redis_url):
                                                worker_shutdown_grace=5.0))
     yield proxy
     await proxy.stop()
-
-
-async def register(proxy, url, queue=QUEUE, **endpoint):
-    body = {"queue": queue, "endpoint": {"url": url, "method": "POST", **endpoint}}
-    opts = endpoint.pop("opts", None)
-    if opts is not None:
-        body["opts"] = opts
-        del body["endpoint"]["opts"]
-    status, text, headers = await proxy.request("POST", "/workers", json_body=body, headers=AUTH)
-    assert (status, text) == (200, "OK"), text
-    return headers
-
-
-async def add_job(proxy, queue=QUEUE, **job):
-    job = {"name": "test-job", "data": "test", **job}
-    status, jobs, _ = await proxy.request("POST", f"/queues/{queue}/jobs", json_body=[job],
-                                          headers=AUTH)
-    assert status == 200, jobs
-    return jobs[0]["id"]
-
-
-async def job_state(proxy, job_id, queue=QUEUE):
-    status, job, _ = await proxy.request("GET", f"/queues/{queue}/jobs/{job_id}", headers=AUTH)
-    assert status == 200, job
-    return job
-
-
-async def finished(proxy, job_id, queue=QUEUE):
-    async def check():
-        job = await job_state(proxy, job_id, queue)
-        return job if job["state"] in ("completed", "failed") else None
-
-    return await eventually(check, what=f"job {job_id} to finish")
 
 
 @pytest_twisted.ensureDeferred

@@ -13,9 +13,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from bullmq_proxy.http.site import ProxySite
-from tests.support import Proxy, start_proxy
+from tests.support import AUTH, Proxy, start_proxy
 
 Answer = tuple[int, dict[str, str], bytes | str]
+QUEUE = "{testQueue-e2e}"
 
 
 @attrs.frozen
@@ -144,3 +145,36 @@ async def eventually(check: Callable[[], Any], timeout: float = 15, what: str = 
 
 def ok(body: bytes | str = b"", content_type: str = "text/plain") -> Answer:
     return 200, {"Content-Type": content_type}, body
+
+
+async def register(proxy, url, queue=QUEUE, **endpoint):
+    body = {"queue": queue, "endpoint": {"url": url, "method": "POST", **endpoint}}
+    opts = endpoint.pop("opts", None)
+    if opts is not None:
+        body["opts"] = opts
+        del body["endpoint"]["opts"]
+    status, text, headers = await proxy.request("POST", "/workers", json_body=body, headers=AUTH)
+    assert (status, text) == (200, "OK"), text
+    return headers
+
+
+async def add_job(proxy, queue=QUEUE, **job):
+    job = {"name": "test-job", "data": "test", **job}
+    status, jobs, _ = await proxy.request("POST", f"/queues/{queue}/jobs", json_body=[job],
+                                          headers=AUTH)
+    assert status == 200, jobs
+    return jobs[0]["id"]
+
+
+async def job_state(proxy, job_id, queue=QUEUE):
+    status, job, _ = await proxy.request("GET", f"/queues/{queue}/jobs/{job_id}", headers=AUTH)
+    assert status == 200, job
+    return job
+
+
+async def finished(proxy, job_id, queue=QUEUE):
+    async def check():
+        job = await job_state(proxy, job_id, queue)
+        return job if job["state"] in ("completed", "failed") else None
+
+    return await eventually(check, what=f"job {job_id} to finish")
