@@ -81,11 +81,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
 def _redis_url(text: str) -> str:
     parts = urlsplit(text)
-    if parts.scheme not in ("redis", "rediss", "unix"):
+    if parts.scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
         raise ValueError(
-            f"must be a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r}"
+            "must be a redis://, rediss:// or unix:// URL (or redis+cluster://, "
+            f"rediss+cluster://), got scheme {parts.scheme!r}"
         )
     try:
         parts.port  # noqa: B018 - urlsplit validates the port lazily
@@ -96,6 +100,28 @@ def _redis_url(text: str) -> str:
     if parts.scheme == "unix" and not parts.path:
         raise ValueError("has no socket path")
     return text
+
+
+def _readable_file(text: str) -> str:
+    try:
+        with open(text, "rb"):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot be read: {err.strerror} ({text})") from None
+    return text
+
+
+def _addresses(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (port 26379 when left out)."""
+    addresses = []
+    for item in _token_list(text):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "26379")
+        if not host:
+            raise ValueError(f"has an address without a host: {item!r}")
+        addresses.append((host.strip("[]"), _integer(1, 65535)(port)))
+    if not addresses:
+        raise ValueError("must list at least one host:port")
+    return tuple(addresses)
 
 
 @attrs.frozen
@@ -119,6 +145,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis ACL user name"),
     Setting("redis_password", "REDIS_PASSWORD", "redis-password", None, _text, "Redis password"),
     Setting("redis_tls", "REDIS_TLS", "redis-tls", False, _boolean, "Connect to Redis over TLS"),
+    Setting("redis_tls_ca", "REDIS_TLS_CA", "redis-tls-ca", None, _readable_file,
+            "CA bundle (PEM) that signs the Redis server's certificate"),
+    Setting("redis_tls_cert", "REDIS_TLS_CERT", "redis-tls-cert", None, _readable_file,
+            "Client certificate (PEM) for Redis servers that require one"),
+    Setting("redis_tls_key", "REDIS_TLS_KEY", "redis-tls-key", None, _readable_file,
+            "Private key (PEM) of the client certificate"),
+    Setting("redis_cluster", "REDIS_CLUSTER", "redis-cluster", False, _boolean,
+            "Redis is a Redis Cluster; the URL or host is any one of its nodes"),
+    Setting("redis_sentinels", "REDIS_SENTINELS", "redis-sentinels", (), _addresses,
+            "Comma-separated host:port of Redis Sentinels (with REDIS_SENTINEL_MASTER)"),
+    Setting("redis_sentinel_master", "REDIS_SENTINEL_MASTER", "redis-sentinel-master", None,
+            _non_empty, "Name of the master the Sentinels monitor"),
+    Setting("redis_sentinel_password", "REDIS_SENTINEL_PASSWORD", "redis-sentinel-password",
+            None, _text, "Password of the Sentinels themselves (not of Redis)"),
     Setting("auth_tokens", "AUTH_TOKENS", "auth-tokens", (), _token_list,
             "Comma-separated bearer tokens accepted by the API"),
     Setting("metrics_token", "METRICS_TOKEN", "metrics-token", None, _non_empty,
@@ -193,9 +233,28 @@ class RedisSettings:
     password: str | None = attrs.field(default=None, repr=False)
     tls: bool = False
     embedded: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    cluster: bool = False
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_password: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "rediss" if self.url else self.tls
 
     def display(self) -> str:
         """Where Redis is, without credentials, for logs."""
+        if self.sentinels:
+            where = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"master {self.sentinel_master!r} via Sentinels {where}"
+        if self.cluster:
+            return f"Redis Cluster at {self._where()}"
+        return self._where()
+
+    def _where(self) -> str:
         if self.url:
             parts = urlsplit(self.url)
             if parts.scheme == "unix":
@@ -276,15 +335,46 @@ def load_config(
             f"({values['min_queue_name_length']} > {values['max_queue_name_length']})"
         )
 
-    url = values.pop("redis_url")
-    host = values.pop("redis_host")
-    redis = RedisSettings(
+    redis = _redis_settings({name: values.pop(name) for name in list(values)
+                             if name.startswith("redis_")})
+    return Config(listen=listen, redis=redis, plugins=plugins, **values)
+
+
+def _redis_settings(values: dict[str, Any]) -> RedisSettings:
+    """The ``REDIS_*`` settings, checked against each other."""
+    url, host, sentinels = values["redis_url"], values["redis_host"], values["redis_sentinels"]
+    cluster = values["redis_cluster"]
+    if url:
+        scheme = urlsplit(url).scheme
+        if scheme in CLUSTER_SCHEMES:
+            cluster = True
+            url = CLUSTER_SCHEMES[scheme] + url[len(scheme):]
+        if cluster and scheme == "unix":
+            raise ConfigError("REDIS_CLUSTER cannot use a unix:// socket URL")
+    if bool(sentinels) != bool(values["redis_sentinel_master"]):
+        raise ConfigError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER must be set together")
+    if sentinels and (url or cluster):
+        raise ConfigError("REDIS_SENTINELS cannot be combined with REDIS_URL or REDIS_CLUSTER")
+    if bool(values["redis_tls_cert"]) != bool(values["redis_tls_key"]):
+        raise ConfigError("REDIS_TLS_CERT and REDIS_TLS_KEY must be set together")
+    settings = RedisSettings(
         url=url,
         host=host or "localhost",
-        port=values.pop("redis_port"),
-        username=values.pop("redis_username") or None,
-        password=values.pop("redis_password") or None,
-        tls=values.pop("redis_tls"),
-        embedded=url is None and host is None,
+        port=values["redis_port"],
+        username=values["redis_username"] or None,
+        password=values["redis_password"] or None,
+        tls=values["redis_tls"],
+        embedded=url is None and host is None and not sentinels,
+        tls_ca=values["redis_tls_ca"],
+        tls_cert=values["redis_tls_cert"],
+        tls_key=values["redis_tls_key"],
+        cluster=cluster,
+        sentinels=sentinels,
+        sentinel_master=values["redis_sentinel_master"],
+        sentinel_password=values["redis_sentinel_password"] or None,
     )
-    return Config(listen=listen, redis=redis, plugins=plugins, **values)
+    if (settings.tls_ca or settings.tls_cert) and not settings.uses_tls:
+        raise ConfigError(
+            "REDIS_TLS_CA/REDIS_TLS_CERT need TLS: use a rediss:// URL or REDIS_TLS=true"
+        )
+    return settings

@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import attrs
-import redis.asyncio as aredis
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -27,7 +26,7 @@ from bullmq_proxy.http.site import ProxySite, Root
 from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queues import QueueRegistry
-from bullmq_proxy.redis.connection import create_client
+from bullmq_proxy.redis.connection import RedisClient, close_client, create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
 from bullmq_proxy.workers.attach import attach_workers
 from bullmq_proxy.ws.attach import attach_websockets
@@ -46,7 +45,7 @@ class RedisClientsService(Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         return DeferredList(
-            [as_deferred(client.aclose(close_connection_pool=True))
+            [as_deferred(close_client(client))
              for client in (self.queue, self.blocking)]
         )
 
@@ -57,8 +56,8 @@ class ProxyContext:
 
     config: Config
     reactor: Any
-    redis: aredis.Redis
-    blocking_redis: aredis.Redis
+    redis: RedisClient
+    blocking_redis: RedisClient
     queues: QueueRegistry
     gate: Gate
     router: Router

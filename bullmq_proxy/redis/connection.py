@@ -3,12 +3,21 @@
 Two clients exist per process: one pooled client for short queue operations, whose
 commands give up quickly so that requests fail with 503 instead of hanging, and one for
 blocking and worker use, which may wait on the server indefinitely and retries for longer.
+
+The deployment decides the client class: a plain ``Redis`` on its own pool (standalone,
+TLS, unix socket), a ``Redis`` on a Sentinel-managed pool that follows fail-overs, or a
+``RedisCluster`` that routes each command to the node owning its slot. BullMQ accepts all
+of them as its connection.
 """
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
@@ -16,10 +25,35 @@ from bullmq_proxy.config import RedisSettings
 
 RETRY_ON = [BusyLoadingError, ConnectionError, TimeoutError]
 
+RedisClient: TypeAlias = aredis.Redis | RedisCluster
+
+
+def _tls_options(settings: RedisSettings) -> dict[str, Any]:
+    """redis-py's ``ssl_*`` keywords; only valid on TLS connections."""
+    if not settings.uses_tls:
+        return {}
+    options: dict[str, Any] = {}
+    if settings.tls_ca:
+        options["ssl_ca_certs"] = settings.tls_ca
+    if settings.tls_cert:
+        options["ssl_certfile"] = settings.tls_cert
+        options["ssl_keyfile"] = settings.tls_key
+    return options
+
+
+def _credentials(settings: RedisSettings) -> dict[str, Any]:
+    """Explicit settings win over credentials inside the URL."""
+    credentials = {}
+    if settings.username:
+        credentials["username"] = settings.username
+    if settings.password:
+        credentials["password"] = settings.password
+    return credentials
+
 
 def create_client(
     settings: RedisSettings, *, blocking: bool = False, max_connections: int = 64
-) -> aredis.Redis:
+) -> RedisClient:
     """A client on its own pool; closing queues that share it never closes the pool."""
     if blocking:
         retry = Retry(ExponentialBackoff(cap=5.0, base=0.1), retries=20)
@@ -27,7 +61,7 @@ def create_client(
     else:
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
         socket_timeout = 5.0
-    common = {
+    common: dict[str, Any] = {
         "decode_responses": True,
         "retry": retry,
         "retry_on_error": RETRY_ON,
@@ -36,22 +70,50 @@ def create_client(
         "socket_keepalive": True,
         "health_check_interval": 30,
         "max_connections": max_connections,
+        **_credentials(settings),
+        **_tls_options(settings),
     }
+    if settings.cluster:
+        return _cluster_client(settings, common)
+    if settings.sentinels:
+        return _sentinel_client(settings, common)
     if settings.url:
-        extra = {}
-        if settings.username:
-            extra["username"] = settings.username
-        if settings.password:
-            extra["password"] = settings.password
-        pool = aredis.ConnectionPool.from_url(settings.url, **common, **extra)
+        pool = aredis.ConnectionPool.from_url(settings.url, **common)
     else:
         connection_class = aredis.SSLConnection if settings.tls else aredis.Connection
         pool = aredis.ConnectionPool(
-            connection_class=connection_class,
-            host=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password,
-            **common,
+            connection_class=connection_class, host=settings.host, port=settings.port, **common,
         )
     return aredis.Redis(connection_pool=pool)
+
+
+def _cluster_client(settings: RedisSettings, common: dict[str, Any]) -> RedisCluster:
+    # The node in the URL or host is only where discovery starts; the pool limit is per node.
+    if settings.url:
+        return RedisCluster.from_url(settings.url, **common)
+    return RedisCluster(host=settings.host, port=settings.port, ssl=settings.tls, **common)
+
+
+def _sentinel_client(settings: RedisSettings, common: dict[str, Any]) -> aredis.Redis:
+    sentinel_options: dict[str, Any] = {
+        "socket_connect_timeout": common["socket_connect_timeout"],
+        "socket_timeout": 2.0,
+    }
+    if settings.sentinel_password:
+        sentinel_options["password"] = settings.sentinel_password
+    connection = dict(common)
+    max_connections = connection.pop("max_connections")
+    if settings.tls:
+        connection["ssl"] = True  # a Sentinel-managed TLS connection, not a plain SSLConnection
+    sentinel = Sentinel(settings.sentinels, sentinel_kwargs=sentinel_options, **connection)
+    return sentinel.master_for(
+        settings.sentinel_master, redis_class=aredis.Redis, max_connections=max_connections,
+    )
+
+
+async def close_client(client: RedisClient) -> None:
+    """Close a client and its connections, whichever kind it is."""
+    if isinstance(client, RedisCluster):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
