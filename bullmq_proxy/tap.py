@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+import attrs
 from twisted.application.service import MultiService
 from twisted.python import usage
 
@@ -22,6 +23,14 @@ if "twisted.internet.reactor" not in sys.modules:
 from twisted.internet import reactor
 
 from bullmq_proxy.config import SETTINGS, Config, ConfigError, load_config
+from bullmq_proxy.processes import (
+    CHILD_ENV,
+    ChildProcessesService,
+    ParentWatchService,
+    ProcessesError,
+    child_argv,
+    reuseport_listeners,
+)
 from bullmq_proxy.service import build_service
 
 
@@ -45,6 +54,7 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["plugin"] = []
+        self["processes"] = 1
         self.config: Config | None = None
 
     def opt_listen(self, description: str) -> None:
@@ -56,6 +66,21 @@ class Options(usage.Options):
         """Enable an optional plugin from the bullmq_proxy.plugins entry points
         (repeatable)."""
         self["plugin"].append(name)
+
+    def opt_processes(self, count: str) -> None:
+        """Run this many proxy processes sharing the tcp: ports with SO_REUSEPORT
+        (default 1; needs an external Redis)."""
+        try:
+            self["processes"] = int(count)
+        except ValueError:
+            raise usage.UsageError(f"--processes must be an integer, got {count!r}") from None
+        if self["processes"] < 1:
+            raise usage.UsageError("--processes must be at least 1")
+
+    def passed_settings(self) -> list[str]:
+        """The settings given on the command line, to hand on to copies of this process."""
+        argv = [f"--{s.option}={self[s.option]}" for s in SETTINGS if self[s.option] is not None]
+        return argv + [f"--plugin={name}" for name in self["plugin"]]
 
     def postOptions(self) -> None:
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
@@ -78,7 +103,18 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> MultiService:
     assert options.config is not None, "postOptions builds the configuration"
+    config = options.config
     try:
-        return build_service(options.config, reactor)
-    except ConfigError as err:
+        if options["processes"] > 1:
+            if config.redis.embedded:
+                raise ProcessesError("--processes needs an external Redis (REDIS_URL)")
+            config = attrs.evolve(config, listen=reuseport_listeners(config.listen))
+        top = build_service(config, reactor)
+    except (ConfigError, ProcessesError) as err:
         raise SystemExit(f"bullmq-proxy: {err}") from None
+    if options["processes"] > 1:
+        argv = child_argv(config.listen, options.passed_settings())
+        ChildProcessesService(reactor, argv, options["processes"] - 1).setServiceParent(top)
+    if os.environ.get(CHILD_ENV):
+        ParentWatchService(reactor).setServiceParent(top)
+    return top

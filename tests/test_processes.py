@@ -1,0 +1,158 @@
+"""``reuseport:`` listeners and ``--processes N``: real sockets and real twistd processes."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from bullmq_proxy.processes import ProcessesError, child_argv, reuseport_listeners
+from bullmq_proxy.redis.embedded import free_port
+from bullmq_proxy.reuseport import ReusePortEndpoint, parse_endpoint
+from tests.twistd_process import proxy_env, run_twistd, start_twistd
+
+TOKEN = "processes-token"
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (state 0A in /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            count += 1
+    return count
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_tcp_listeners_become_reuseport_ones():
+    assert reuseport_listeners(["tcp:8080", "tcp:9090:interface=127.0.0.1",
+                                "reuseport:7070"]) == (
+        "reuseport:8080", "reuseport:9090:interface=127.0.0.1", "reuseport:7070")
+
+
+@pytest.mark.parametrize("description", ["unix:/tmp/proxy.sock", "systemd:domain=INET:index=0",
+                                         "tcp"])
+def test_listeners_that_cannot_be_shared_are_refused(description):
+    with pytest.raises(ProcessesError, match="needs tcp: listeners"):
+        reuseport_listeners(["tcp:8080", description])
+
+
+def test_child_argv_runs_this_plugin_with_the_shared_listeners():
+    argv = child_argv(["reuseport:8080"], ["--queue-prefix=jobs"])
+    assert argv[-4:] == ["bullmq-proxy", "--queue-prefix=jobs", "--listen", "reuseport:8080"]
+    assert "--pidfile=" in argv
+
+
+def test_endpoint_string_arguments():
+    endpoint = parse_endpoint(reactor, "8080", interface="127.0.0.1", backlog="10")
+    assert (endpoint._port, endpoint._interface, endpoint._backlog) == (8080, "127.0.0.1", 10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_listeners_share_one_port_and_both_serve():
+    port = free_port()
+    root = Resource()
+    root.putChild(b"", Data(b"hello", "text/plain"))
+    ports = []
+    try:
+        for _ in range(2):
+            ports.append(await ReusePortEndpoint(reactor, port, "127.0.0.1").listen(Site(root)))
+        assert listening_sockets(port) == 2
+        await ports.pop(0).stopListening()
+        assert listening_sockets(port) == 1
+        response = await treq.get(f"http://127.0.0.1:{port}/")
+        assert await response.content() == b"hello"
+    finally:
+        for listening in ports:
+            if listening.connected:
+                await listening.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_port_held_without_reuseport_fails_the_listen():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(OSError, match="Address already in use"):
+            await ReusePortEndpoint(reactor, port, "127.0.0.1").listen(Site(Resource()))
+
+
+def test_processes_share_the_port_serve_and_stop_with_the_first(tmp_path, redis_url):
+    port = free_port()
+    env = proxy_env(REDIS_URL=redis_url, AUTH_TOKENS=TOKEN)
+    proxy = start_twistd(["--processes", "2"], env, tmp_path, port)
+    try:
+        proxy.wait_ready()
+        assert wait_until(lambda: listening_sockets(port) == 2)
+        (child,) = children_of(proxy.process.pid)
+        for n in range(6):
+            status, body = proxy.request("POST", "/queues/shared/jobs",
+                                         [{"name": "job", "data": n}], TOKEN)
+            assert status == 200
+            assert body[0]["data"] == n
+        assert proxy.stop(signal.SIGTERM) == -signal.SIGTERM  # twistd re-raises its signal
+        assert wait_until(lambda: not alive(child))
+        assert listening_sockets(port) == 0
+    finally:
+        proxy.stop(signal.SIGKILL)
+
+
+def test_copies_stop_when_the_first_process_is_killed(tmp_path, redis_url):
+    port = free_port()
+    env = proxy_env(REDIS_URL=redis_url, AUTH_TOKENS=TOKEN)
+    proxy = start_twistd(["--processes", "3"], env, tmp_path, port)
+    try:
+        proxy.wait_ready()
+        assert wait_until(lambda: listening_sockets(port) == 3)
+        copies = children_of(proxy.process.pid)
+        assert len(copies) == 2
+        proxy.stop(signal.SIGKILL)
+        assert wait_until(lambda: not any(alive(pid) for pid in copies))
+        assert "The first proxy process is gone; stopping" in proxy.output()
+    finally:
+        proxy.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("args", "env_extra", "message"), [
+    (["--processes", "0"], {"REDIS_URL": "redis://127.0.0.1:1"}, "at least 1"),
+    (["--processes", "two"], {"REDIS_URL": "redis://127.0.0.1:1"}, "must be an integer"),
+    (["--processes", "2", "--listen", "unix:proxy.sock"], {"REDIS_URL": "redis://127.0.0.1:1"},
+     "needs tcp: listeners"),
+    (["--processes", "2", "--listen", "tcp:0"], {}, "needs an external Redis"),
+])
+def test_processes_refuses_what_it_cannot_share(tmp_path, args, env_extra, message):
+    env = proxy_env(AUTH_TOKENS=TOKEN, DATA_DIR=str(tmp_path / "data"), **env_extra)
+    result = run_twistd(["bullmq-proxy", *args], env, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
