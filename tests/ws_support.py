@@ -85,8 +85,7 @@ class WsClient:
     async def closed(self, timeout: float = 10) -> tuple[int | None, str | None]:
         """The close code and reason the server sent, once the socket is closed."""
         await asyncio.wait_for(self.connection.wait_closed(), timeout)
-        received = self.connection.close_rcvd
-        return (received.code, received.reason) if received else (None, None)
+        return self.connection.close_code, self.connection.close_reason
 
     async def close(self) -> None:
         await self.connection.close()
