@@ -119,6 +119,7 @@ NOW = 1_700_000_000.0
 @pytest.mark.parametrize(("answer", "verdict", "delay"), [
     (reply(200, b"x"), Verdict.COMPLETE, 0),
     (reply(299), Verdict.COMPLETE, 0),
+    (reply(202, b"queued"), Verdict.ACCEPTED, 0),
     (reply(500, b"boom"), Verdict.RETRY, 0),
     (reply(502), Verdict.RETRY, 0),
     (reply(503), Verdict.RETRY, 0),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bullmq_proxy.auth import Policy, bearer_token
 from bullmq_proxy.config import Config
-from bullmq_proxy.errors import NOT_FOUND, ProxyError
+from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.validation import refuse_unknown, require_int, require_object
 from bullmq_proxy.workers.metadata import parse_metadata
 from bullmq_proxy.workers.service import WorkersService
 
@@ -81,4 +83,64 @@ def worker_routes(config: Config, workers: WorkersService) -> list[Route]:
         Route(b"GET", "/workers", w.list),
         Route(b"GET", "/workers/{queueName}", w.get),
         Route(b"DELETE", "/workers/{queueName}", w.remove),
+    ]
+
+
+class SettlementRoutes:
+    """The job API of endpoints that answered 202, authorized by the job's lock token."""
+
+    def __init__(self, workers: WorkersService) -> None:
+        self._workers = workers
+        self._settlements = workers.settlements
+
+    def _worker_opts(self, queue: str) -> dict[str, Any]:
+        running = self._workers.workers.get(queue)
+        return running.metadata.opts if running is not None else {}
+
+    async def complete(self, call: Call) -> Any:
+        body = require_object(call.json(), "body")
+        refuse_unknown(body, frozenset({"returnvalue"}), "")
+        queue, job_id = call.params["queueName"], call.params["jobId"]
+        await self._settlements.complete(queue, job_id, _lock_token(call),
+                                         body.get("returnvalue"), self._worker_opts(queue))
+        return Reply(text="OK")
+
+    async def fail(self, call: Call) -> Any:
+        body = require_object(call.json(), "body")
+        refuse_unknown(body, frozenset({"reason", "retry"}), "")
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason:
+            raise invalid("reason", "reason is required and must be a non-empty string")
+        retry = body.get("retry", True)
+        if not isinstance(retry, bool):
+            raise invalid("retry", "retry must be true or false")
+        queue, job_id = call.params["queueName"], call.params["jobId"]
+        await self._settlements.fail(queue, job_id, _lock_token(call), reason, retry,
+                                     self._worker_opts(queue))
+        return Reply(text="OK")
+
+    async def lock(self, call: Call) -> Any:
+        body = require_object(call.json(), "body")
+        refuse_unknown(body, frozenset({"duration"}), "")
+        if "duration" not in body:
+            raise invalid("duration", "duration (ms) is required")
+        duration = require_int(body["duration"], "duration", 1)
+        await self._settlements.set_deadline(call.params["queueName"], call.params["jobId"],
+                                             duration)
+        return Reply(text="OK")
+
+
+def _lock_token(call: Call) -> str:
+    token = bearer_token(call.request)
+    assert token is not None, "the JOB_LOCK policy has checked it"
+    return token
+
+
+def settlement_routes(workers: WorkersService) -> list[Route]:
+    s = SettlementRoutes(workers)
+    job = "/queues/{queueName}/jobs/{jobId}"
+    return [
+        Route(b"POST", job + "/complete", s.complete, Policy.JOB_LOCK),
+        Route(b"POST", job + "/fail", s.fail, Policy.JOB_LOCK),
+        Route(b"POST", job + "/lock", s.lock, Policy.JOB_LOCK),
     ]

@@ -10,8 +10,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bullmq_proxy.config import ConfigError
 from bullmq_proxy.errors import ProxyError
-from bullmq_proxy.http.workers import worker_routes
+from bullmq_proxy.http.workers import settlement_routes, worker_routes
 from bullmq_proxy.workers.service import WorkersService
+from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.signing import validate_secrets
 from bullmq_proxy.workers.store import WorkerStore
 
@@ -31,8 +32,10 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
     pool.maxPersistentPerHost = PERSISTENT_PER_HOST
     store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,
                         config.max_len_worker_metadata_stream)
+    settlements = Settlements(context.redis, context.queues)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis,
-                             HTTPClient(Agent(context.reactor, pool=pool)), pool)
+                             HTTPClient(Agent(context.reactor, pool=pool)), settlements, pool)
     workers.setServiceParent(top)
     context.router.add_routes(worker_routes(config, workers))
+    context.router.add_routes(settlement_routes(workers))
     return workers

@@ -26,6 +26,7 @@ from bullmq_proxy.jobs import job_json
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import Outcome, Reply, Verdict, judge, judge_error
+from bullmq_proxy.workers.settlement import DeadlinePassed, Settled, Settlements
 from bullmq_proxy.workers.signing import signature_headers
 
 log = Logger(namespace="bullmq_proxy.workers.dispatcher")
@@ -120,10 +121,15 @@ class EndpointCaller:
 class Dispatcher:
     """The bullmq processor of one HTTP worker."""
 
-    def __init__(self, caller: EndpointCaller, queue: str, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, caller: EndpointCaller, queue: str, breaker: CircuitBreaker,
+        settlements: Settlements, async_timeout_ms: int,
+    ) -> None:
         self._caller = caller
         self._queue = queue
         self.breaker = breaker
+        self._settlements = settlements
+        self._async_timeout_ms = async_timeout_ms
         self.state = LiveState()
 
     async def __call__(self, job: Job, token: str) -> Any:
@@ -142,6 +148,22 @@ class Dispatcher:
         self.breaker.record(outcome.verdict is not Verdict.RETRY)
         return await self._settle(job, token, outcome)
 
+    async def _hold(self, job: Job, token: str) -> Any:
+        """Keep the job active (its lock renewed) until the endpoint settles it."""
+        try:
+            await self._settlements.hold(self._queue, job, token, self._async_timeout_ms)
+        except Settled:
+            self.state.completed += 1
+            # Already finished through the job API: bullmq must not move it again, and a
+            # DelayedError is how a processor says so.
+            raise DelayedError("settled through the job API") from None
+        except DeadlinePassed:
+            reason = "endpoint accepted the job (202) but did not settle it in time"
+            self.state.failed += 1
+            self.state.last_error = reason
+            self.state.last_error_at = time.time()
+            raise EndpointFailed(reason) from None
+
     @staticmethod
     async def _delay(job: Job, token: str, delay_ms: int) -> None:
         await job.moveToDelayed(int(time.time() * 1000) + delay_ms, token)
@@ -150,6 +172,8 @@ class Dispatcher:
         if outcome.verdict is Verdict.COMPLETE:
             self.state.completed += 1
             return outcome.value
+        if outcome.verdict is Verdict.ACCEPTED:
+            return await self._hold(job, token)
         self.state.failed += 1
         self.state.last_error = outcome.reason
         self.state.last_error_at = time.time()

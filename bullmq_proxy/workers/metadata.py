@@ -26,10 +26,13 @@ from bullmq_proxy.validation import (
 from bullmq_proxy.workers.signing import validate_secrets
 
 DEFAULT_TIMEOUT_MS = 3000
+DEFAULT_ASYNC_TIMEOUT_MS = 300_000
 METHODS = frozenset({"POST", "PUT", "PATCH"})
 METADATA_FIELDS = frozenset({"queue", "endpoint", "opts"})
-# The original's fields, plus this proxy's signingSecret.
-ENDPOINT_FIELDS = frozenset({"url", "method", "headers", "timeout", "signingSecret"})
+# The original's fields, plus this proxy's signingSecret and asyncTimeout.
+ENDPOINT_FIELDS = frozenset({
+    "url", "method", "headers", "timeout", "signingSecret", "asyncTimeout",
+})
 OPTS_FIELDS = frozenset({
     "concurrency", "removeOnComplete", "removeOnFail", "limiter", "maxStalledCount",
 })
@@ -47,6 +50,7 @@ class Endpoint:
     method: str
     headers: dict[str, str]
     timeout_ms: int
+    async_timeout_ms: int = DEFAULT_ASYNC_TIMEOUT_MS
     signing_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
 
@@ -107,11 +111,14 @@ def _validate_endpoint(value: Any) -> Endpoint:
     timeout = DEFAULT_TIMEOUT_MS
     if "timeout" in endpoint:
         timeout = require_int(endpoint["timeout"], "endpoint.timeout", 1)
+    async_timeout = DEFAULT_ASYNC_TIMEOUT_MS
+    if "asyncTimeout" in endpoint:
+        async_timeout = require_int(endpoint["asyncTimeout"], "endpoint.asyncTimeout", 1)
     secrets = ()
     if "signingSecret" in endpoint:
         secrets = validate_secrets(endpoint["signingSecret"], "endpoint.signingSecret")
     return Endpoint(url=url, method=method.upper(), headers=headers, timeout_ms=timeout,
-                    signing_secrets=secrets)
+                    async_timeout_ms=async_timeout, signing_secrets=secrets)
 
 
 def _validate_limiter(value: Any) -> None:

@@ -21,6 +21,7 @@ REASON_BODY_BYTES = 200
 
 class Verdict(enum.Enum):
     COMPLETE = "complete"
+    ACCEPTED = "accepted"  # 202: the endpoint settles the job later through the job API
     RETRY = "retry"  # fail this attempt; BullMQ's attempts and backoff decide what follows
     FAIL = "fail"  # fail the job for good, whatever attempts are left
     DELAY = "delay"  # try again later without spending an attempt
@@ -84,6 +85,8 @@ def describe(reply: Reply) -> str:
 
 def judge(reply: Reply, now: float) -> Outcome:
     """Decide from a complete answer; ``now`` (epoch seconds) resolves HTTP-date Retry-After."""
+    if reply.status == 202:
+        return Outcome(Verdict.ACCEPTED)
     if 200 <= reply.status < 300:
         try:
             return Outcome(Verdict.COMPLETE, value=_value(reply))

@@ -24,6 +24,7 @@ from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
 from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
+from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers")
@@ -52,13 +53,14 @@ class WorkersService(Service):
 
     def __init__(
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
-        http: HTTPClient, pool: HTTPConnectionPool | None = None,
+        http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
     ) -> None:
         self.name = "workers"
         self._config = config
         self._reactor = reactor
         self._http = http
         self._pool = pool
+        self.settlements = settlements
         self.store = store
         self.workers: dict[str, RunningWorker] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -129,7 +131,8 @@ class WorkersService(Service):
                                 self._config.worker_signing_secret)
         breaker = CircuitBreaker(self._reactor.seconds, self._config.worker_breaker_threshold,
                                  self._config.worker_breaker_window)
-        dispatcher = Dispatcher(caller, metadata.queue, breaker)
+        dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
+                                metadata.endpoint.async_timeout_ms)
         opts: dict[str, Any] = {
             **metadata.opts,
             "connection": worker_connection(self._config.redis),
