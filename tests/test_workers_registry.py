@@ -199,3 +199,19 @@ async def test_the_follower_survives_dropped_connections(proxy, sync_redis):
     sync_redis.client_kill_filter(_type="normal", skipme=True)
     await proxy.request("POST", "/workers", json_body=registration("after"), headers=AUTH)
     await eventually(lambda: running_sha(proxy, "after"), what="follower after reconnect")
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopped_workers_release_their_redis_connections(proxy, sync_redis):
+    async def cycle():
+        await proxy.request("POST", "/workers", json_body=registration(), headers=AUTH)
+        await eventually(lambda: running_sha(proxy, "mail"), what="worker start")
+        await proxy.request("DELETE", "/workers/mail", headers=AUTH)
+        await eventually(lambda: running_sha(proxy, "mail") is None, what="worker stop")
+        await eventually(lambda: not workers_of(proxy)._closing, what="worker close")
+
+    await cycle()
+    baseline = len(sync_redis.client_list())
+    for _ in range(5):
+        await cycle()
+    assert len(sync_redis.client_list()) <= baseline

@@ -20,6 +20,7 @@ from twisted.web.client import HTTPConnectionPool
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.errors import ProxyError
+from bullmq_proxy.redis.connection import RedisClient, close_client, create_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
@@ -28,6 +29,8 @@ from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers")
+# Besides one per job in flight: the blocking wait, lock renewal and the stalled-job check.
+CONNECTIONS_PER_WORKER = 4
 
 
 def worker_connection(settings: RedisSettings) -> Any:
@@ -46,6 +49,7 @@ class RunningWorker:
     metadata: WorkerMetadata
     worker: Worker
     dispatcher: Dispatcher
+    client: RedisClient
 
 
 class WorkersService(Service):
@@ -133,9 +137,14 @@ class WorkersService(Service):
                                  self._config.worker_breaker_window)
         dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
                                 metadata.endpoint.async_timeout_ms)
+        # A client of its own, built like every other (TLS, Sentinel, Cluster): bullmq's
+        # Worker closes its connection, which must not be the proxy's shared one.
+        concurrency = metadata.opts.get("concurrency", 1)
+        client = create_client(self._config.redis, blocking=True,
+                               max_connections=2 * concurrency + CONNECTIONS_PER_WORKER)
         opts: dict[str, Any] = {
             **metadata.opts,
-            "connection": worker_connection(self._config.redis),
+            "connection": client,
             "prefix": self._config.queue_prefix,
             "lockDuration": self._config.worker_lock_duration,
             "stalledInterval": self._config.worker_stalled_interval,
@@ -144,7 +153,7 @@ class WorkersService(Service):
         worker.on("error", lambda err, *_: log.warn(
             "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
             error=f"{err.__class__.__name__}: {err}"))
-        return RunningWorker(metadata, worker, dispatcher)
+        return RunningWorker(metadata, worker, dispatcher, client)
 
     def _stop_worker(self, queue: str) -> None:
         running = self.workers.pop(queue)
@@ -165,3 +174,4 @@ class WorkersService(Service):
             worker.forceClosing = True
             worker.cancelProcessing()
         await asyncio.gather(closing, return_exceptions=True)
+        await close_client(running.client)
