@@ -21,7 +21,10 @@ from typing import Any
 import attrs
 import redis.asyncio as aredis
 from bullmq import Job, Queue
+from bullmq.utils import is_redis_cluster
 from redis.asyncio.client import Pipeline
+
+from bullmq_proxy.redis.cluster import add_each
 
 MAX_BATCH_JOBS = 2000
 
@@ -65,12 +68,15 @@ class AddBatcher:
         self._max_batch_jobs = max_batch_jobs
         self._waiting: list[_Pending] = []
         self._sending = False
+        self._cluster = is_redis_cluster(client)
 
     async def add_bulk(self, queue: Queue, specs: Sequence[dict[str, Any]]) -> list[Job]:
         """Add ``specs`` (``{"name", "data", "opts"}`` dicts) in order; the added jobs."""
         jobs = _new_jobs(queue, specs)
         if not jobs:
             return jobs
+        if self._cluster:
+            return await add_each(jobs)
         loop = asyncio.get_running_loop()
         self._waiting.append(_Pending(queue, jobs, loop.create_future()))
         if not self._sending:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+from redis.crc import key_slot
 
 DEFAULT_PORT = 8080
 MIB = 1024 * 1024
@@ -337,6 +338,13 @@ def load_config(
 
     redis = _redis_settings({name: values.pop(name) for name in list(values)
                              if name.startswith("redis_")})
+    worker_keys = (values["worker_metadata_key"], values["worker_metadata_stream"])
+    if redis.cluster and len({key_slot(key.encode()) for key in worker_keys}) > 1:
+        # One script writes both, so they must live in one slot.
+        raise ConfigError(
+            "with Redis Cluster, WORKER_METADATA_KEY and WORKER_METADATA_STREAM must share a "
+            "hash tag, e.g. {bmqp}:w:meta and {bmqp}:w:stream"
+        )
     return Config(listen=listen, redis=redis, plugins=plugins, **values)
 
 

@@ -15,6 +15,7 @@ import attrs
 
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import INVALID_JSON, ProxyError, invalid, unknown
+from bullmq_proxy.redis.cluster import queue_keys_share_a_slot
 
 MAX_PRIORITY = 2_097_152
 MAX_PAGE_LENGTH = 100
@@ -107,6 +108,12 @@ def validate_queue_name(name: str, config: Config) -> str:
         )
     if ":" in name:
         raise invalid("queueName", "queue name must not contain ':' (BullMQ's key separator)")
+    if config.redis.cluster and not queue_keys_share_a_slot(config.queue_prefix, name):
+        raise invalid(
+            "queueName",
+            "with Redis Cluster the queue name needs a hash tag, e.g. {mail}, unless "
+            "QUEUE_PREFIX has one",
+        )
     return name
 
 
