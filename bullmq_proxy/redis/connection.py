@@ -18,7 +18,7 @@ import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from bullmq_proxy.config import RedisSettings
@@ -95,9 +95,11 @@ def _cluster_client(settings: RedisSettings, common: dict[str, Any]) -> RedisClu
 
 
 def _sentinel_client(settings: RedisSettings, common: dict[str, Any]) -> aredis.Redis:
+    # No retries on a Sentinel: the next one in the list is the retry.
     sentinel_options: dict[str, Any] = {
         "socket_connect_timeout": common["socket_connect_timeout"],
         "socket_timeout": 2.0,
+        "retry": Retry(NoBackoff(), retries=0),
     }
     if settings.sentinel_password:
         sentinel_options["password"] = settings.sentinel_password
