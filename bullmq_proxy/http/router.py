@@ -185,8 +185,12 @@ class Router(Resource):
         raise ProxyError(NOT_FOUND, "There is no such route.")
 
     async def _respond(self, request: IRequest, gone: list[bool]) -> None:
+        if gone:  # the client left before this task ran; its body is already closed
+            return
         try:
-            result = await asyncio.wait_for(self._run(request), self._config.request_timeout)
+            # asyncio.timeout, unlike wait_for, runs _run in this task: no task per request.
+            async with asyncio.timeout(self._config.request_timeout):
+                result = await self._run(request)
         except Exception as err:
             error = classify(err)
             if error is None:
