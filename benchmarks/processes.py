@@ -56,6 +56,21 @@ def cpu_of_tree(pid: int) -> float:
     return usage(pid).cpu_s + sum(cpu_of_tree(child) for child in children(pid))
 
 
+def peak_rss_of_tree(pid: int) -> float:
+    """Sum of the peak RSS of a process and its descendants (an upper bound of the total)."""
+    return usage(pid).peak_rss_mb + sum(peak_rss_of_tree(child) for child in children(pid))
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (state 0A in /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            count += 1
+    return count
+
+
 def _wait_until(ready: object, what: str, process: subprocess.Popen[bytes], limit: float) -> None:
     deadline = time.monotonic() + limit
     while True:
@@ -117,10 +132,13 @@ def proxy(
     ]
     if processes > 1:
         argv += ["--processes", str(processes)]
-    process = subprocess.Popen(argv, env=env, cwd=workdir)
+    process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
+        # Every process must listen before the load starts: wrk opens its connections once.
+        if listening_sockets(port) < processes:
+            return False
         with urllib.request.urlopen(base + "/", timeout=1) as response:
             return response.status == 200
 

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 
 from benchmarks import processes
-from benchmarks.processes import REPO, TOKEN, cpu_of_tree, rss_mb, usage
+from benchmarks.processes import REPO, TOKEN, cpu_of_tree, peak_rss_of_tree, rss_mb, usage
 
 QUEUE = "bench"
 RESULTS = REPO / "benchmarks" / "results"
@@ -47,7 +47,9 @@ def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=data, method=method, headers=AUTH)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
+            raw = response.read()
+            kind = response.headers.get("content-type") or ""
+            return response.status, json.loads(raw) if "json" in kind else raw.decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode(errors="replace")
 
@@ -116,8 +118,9 @@ def time_until_stored(url: str, jobs: int, load: subprocess.Popen[str], started:
 
 
 def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int) -> list[dict]:
-    results = []
-    with stack(workdir / "a-proxy", proxy_processes=proxy_processes) as (url, base, proxy, red):
+    """The proxy with ``proxy_processes`` processes, under wrk."""
+    where = workdir / f"a-proxy-{proxy_processes}"
+    with stack(where, proxy_processes=proxy_processes) as (url, base, proxy, red):
         before = cpu_of_tree(proxy.pid)
         threads = 2
         env = {**os.environ, "BENCH_QUOTA": str(jobs // threads),
@@ -136,19 +139,29 @@ def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int)
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         summary = json.loads(out.strip().splitlines()[-1])
         stored = counts(url)["wait"]
-        results.append({
-            "workload": "A-add", "side": "proxy", "jobs": summary["requests"],
+        cpu = cpu_of_tree(proxy.pid) - before
+        return [{
+            "workload": "A-add", "side": side(proxy_processes), "jobs": summary["requests"],
             "stored": stored, "connections": connections, "proxy_processes": proxy_processes,
-            "jobs_per_s": rate(summary["requests"], seconds),
+            "jobs_per_s": rate(min(stored, jobs), seconds),
             "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
             "max_ms": summary["max_us"] / 1000,
             "errors": summary["status_errors"] + summary["socket_errors"],
-            "proxy_cpu_s": round(cpu_of_tree(proxy.pid) - before, 2),
-            "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+            "proxy_cpu_s": round(cpu, 2),
+            "proxy_cpu_ms_per_job": round(1000 * cpu / max(summary["requests"], 1), 3),
+            "proxy_peak_rss_mb": round(peak_rss_of_tree(proxy.pid), 1),
             "loadgen_cpu_s": round(wrk_after.ru_utime + wrk_after.ru_stime
                                    - wrk_before.ru_utime - wrk_before.ru_stime, 2),
             "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
-        })
+        }]
+
+
+def side(proxy_processes: int) -> str:
+    return "proxy" if proxy_processes == 1 else f"proxy --processes {proxy_processes}"
+
+
+def add_baselines(workdir: Path, jobs: int) -> list[dict]:
+    results = []
     for mode, name in (("add", "Queue.add"), ("bulk", "Queue.addBulk(100)")):
         with stack(workdir / f"a-{mode}", with_proxy=False) as (url, _, _, red):
             result = python_tool("benchmarks.baseline", mode, url, QUEUE, str(jobs))
@@ -237,9 +250,11 @@ def workload_c(workdir: Path, jobs: int) -> list[dict]:
                                 "reason": err.stderr.strip().splitlines()[-1][:200]})
                 continue
             cpu = cpu_of_tree(proxy.pid) - before
+            final = counts(url)
             results.append({
                 "workload": f"C-ws-{mode}", "side": "proxy", "runnable": True,
                 "jobs": result["jobs"], "errors": result["errors"],
+                "redis_wait": final["wait"], "redis_completed": final["completed"],
                 "jobs_per_s": rate(result["jobs"], result["seconds"]),
                 "proxy_cpu_ms_per_job": round(1000 * cpu / max(result["jobs"], 1), 3),
                 "loadgen_cpu_s": round(result["cpu_s"], 2),
@@ -265,8 +280,13 @@ def workload_m(workdir: Path, queues: int) -> list[dict]:
         }]
 
 
+# The WebSocket workloads do what A and B do, over another transport.
+BASELINE_OF = {"C-ws-add": "A-add", "C-ws-worker": "B-process"}
+
+
 def report(results: list[dict]) -> None:
-    baselines = {(r["workload"], r["side"]): r for r in results if r["side"] != "proxy"}
+    baselines = {(r["workload"], r["side"]): r for r in results
+                 if r["side"].startswith("baseline")}
     for r in results:
         line = f"{r['workload']:<14} {r['side']:<28}"
         if r.get("runnable") is False:
@@ -276,10 +296,11 @@ def report(results: list[dict]) -> None:
             line += f" {r['jobs_per_s']:>9.0f} jobs/s"
         if "p99_ms" in r:
             line += f"  p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} max {r['max_ms']:.1f} ms"
-        if r["side"] == "proxy":
-            ratios = [f"{r['jobs_per_s'] / b['jobs_per_s']:.2f}x {side}"
-                      for (workload, side), b in baselines.items()
-                      if workload == r["workload"] and "jobs_per_s" in r and b["jobs_per_s"]]
+        if r["side"].startswith("proxy"):
+            compared = BASELINE_OF.get(r["workload"], r["workload"])
+            ratios = [f"{r['jobs_per_s'] / b['jobs_per_s']:.2f}x {name}"
+                      for (workload, name), b in baselines.items()
+                      if workload == compared and "jobs_per_s" in r and b["jobs_per_s"]]
             if ratios:
                 line += "  = " + ", ".join(ratios)
             if "proxy_peak_rss_mb" in r:
@@ -293,7 +314,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--proxy-processes", type=int, default=1)
+    parser.add_argument("--proxy-processes", default="1,2",
+                        help="comma-separated --processes values to run workload A with")
     parser.add_argument("--only", default="A,B,C,M", help="comma-separated workloads")
     parser.add_argument("--note", default="", help="free text stored with every result")
     args = parser.parse_args()
@@ -307,8 +329,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bullmq-proxy-bench-") as tmp:
         workdir = Path(tmp)
         for name, workload in (
-            ("A", lambda: workload_a(workdir, args.jobs, args.connections,
-                                     args.proxy_processes)),
+            ("A", lambda: [
+                *(row for count in args.proxy_processes.split(",")
+                  for row in workload_a(workdir, args.jobs, args.connections, int(count))),
+                *add_baselines(workdir, args.jobs),
+            ]),
             ("B", lambda: workload_b(workdir, args.jobs)),
             ("C", lambda: workload_c(workdir, args.jobs)),
             ("M", lambda: workload_m(workdir, 1000)),
