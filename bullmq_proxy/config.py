@@ -139,7 +139,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", "REDIS_URL", "redis-url", None, _redis_url,
-            "Redis URL (redis://, rediss:// or unix://); takes precedence over the host"),
+            "Redis URL: redis://, rediss:// (TLS), unix://, or redis+cluster:// and "
+            "rediss+cluster:// for a Redis Cluster node; takes precedence over the host"),
     Setting("redis_host", "REDIS_HOST", "redis-host", None, _non_empty, "Redis host name"),
     Setting("redis_port", "REDIS_PORT", "redis-port", 6379, _integer(1, 65535), "Redis port"),
     Setting("redis_username", "REDIS_USERNAME", "redis-username", None, _text,

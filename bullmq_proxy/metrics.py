@@ -8,6 +8,7 @@ are templates, methods outside the known set are ``other``, statuses are classes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -31,7 +32,7 @@ from bullmq_proxy.http.router import Call, Reply, Route
 PREFIX = "bullmq_proxy"
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-ENDPOINT_OUTCOMES = ("completed", "failed", "retried", "timed_out")
+ENDPOINT_OUTCOMES = ("completed", "failed", "retried", "timed_out", "accepted", "delayed")
 BREAKER_STATES = ("closed", "half_open", "open")
 # Endpoint calls run for seconds to minutes; HTTP requests for milliseconds.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,6 +53,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._refreshers: list[Callable[[], None]] = []
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         r = self.registry
@@ -109,7 +111,19 @@ class Metrics:
         self.http_requests.labels(route, verb, status_class(code)).inc()
         self.http_request_duration.labels(route, verb).observe(seconds)
 
+    def observe_endpoint_call(self, queue: str, outcome: str, seconds: float) -> None:
+        """The workers' hook, called once per endpoint call with one of ENDPOINT_OUTCOMES."""
+        self.endpoint_calls.labels(queue, outcome).inc()
+        self.endpoint_call_duration.labels(queue, outcome).observe(seconds)
+
+    def on_scrape(self, refresh: Callable[[], None]) -> None:
+        """Run ``refresh`` before every scrape: gauges that mirror live state (workers
+        running, sockets open) are read then rather than updated on every change."""
+        self._refreshers.append(refresh)
+
     def exposition(self) -> bytes:
+        for refresh in self._refreshers:
+            refresh()
         return generate_latest(self.registry)
 
 

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from bullmq_proxy.config import SETTINGS
+from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.redis.embedded import free_port
 from tests.twistd_process import REPO, TWISTD, TwistdProxy, proxy_env
 
@@ -332,3 +333,16 @@ def test_kubernetes_manifest_probes_existing_routes_as_the_image_user():
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     data_dir = next(item["value"] for item in container["env"] if item["name"] == "DATA_DIR")
     assert any(data_dir.startswith(mount["mountPath"]) for mount in container["volumeMounts"])
+
+
+def test_operations_doc_covers_every_setting_and_metric():
+    text = (REPO / "docs" / "operations.md").read_text()
+    for setting in SETTINGS:
+        assert f"| `{setting.env}` | `--{setting.option}` |" in text, setting.env
+    metrics = Metrics()
+    names = {family.name for family in metrics.registry.collect()
+             if family.name.startswith("bullmq_proxy_")}
+    assert names
+    for name in names:
+        # Counters are documented with the _total their samples carry.
+        assert name in text, name

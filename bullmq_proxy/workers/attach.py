@@ -11,6 +11,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from bullmq_proxy.config import ConfigError
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.http.workers import settlement_routes, worker_routes
+from bullmq_proxy.live_metrics import worker_gauges
 from bullmq_proxy.workers.service import WorkersService
 from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.signing import validate_secrets
@@ -34,8 +35,10 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
                         config.max_len_worker_metadata_stream)
     settlements = Settlements(context.redis, context.queues)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis,
-                             HTTPClient(Agent(context.reactor, pool=pool)), settlements, pool)
+                             HTTPClient(Agent(context.reactor, pool=pool)), settlements, pool,
+                             context.metrics.observe_endpoint_call)
     workers.setServiceParent(top)
+    context.metrics.on_scrape(worker_gauges(context.metrics, workers))
     context.router.add_routes(worker_routes(config, workers))
     context.router.add_routes(settlement_routes(workers))
     return workers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -30,6 +31,17 @@ from bullmq_proxy.workers.settlement import DeadlinePassed, Settled, Settlements
 from bullmq_proxy.workers.signing import signature_headers
 
 log = Logger(namespace="bullmq_proxy.workers.dispatcher")
+
+
+CallObserver = Callable[[str, str, float], None]
+"""Told (queue, outcome, seconds) after every endpoint call; see ``outcome_label``."""
+
+OUTCOME_LABELS = {Verdict.COMPLETE: "completed", Verdict.ACCEPTED: "accepted",
+                  Verdict.FAIL: "failed", Verdict.DELAY: "delayed", Verdict.RETRY: "retried"}
+
+
+def outcome_label(outcome: Outcome) -> str:
+    return "timed_out" if outcome.timed_out else OUTCOME_LABELS[outcome.verdict]
 
 
 class HTTPClient(Protocol):
@@ -123,9 +135,10 @@ class Dispatcher:
 
     def __init__(
         self, caller: EndpointCaller, queue: str, breaker: CircuitBreaker,
-        settlements: Settlements, async_timeout_ms: int,
+        settlements: Settlements, async_timeout_ms: int, observe: CallObserver | None = None,
     ) -> None:
         self._caller = caller
+        self._observe = observe
         self._queue = queue
         self.breaker = breaker
         self._settlements = settlements
@@ -139,12 +152,15 @@ class Dispatcher:
             raise DelayedError("the endpoint's circuit is open")
         body = json.dumps({"job": job_json(job), "token": token}, separators=(",", ":"))
         self.state.in_flight += 1
+        started = time.monotonic()
         try:
             outcome = await as_future(
                 self._caller.call(str(job.id), job.attemptsMade + 1, body.encode("utf-8"))
             )
         finally:
             self.state.in_flight -= 1
+        if self._observe is not None:
+            self._observe(self._queue, outcome_label(outcome), time.monotonic() - started)
         self.breaker.record(outcome.verdict is not Verdict.RETRY)
         return await self._settle(job, token, outcome)
 

@@ -42,6 +42,8 @@ class Outcome:
     value: Any = None
     reason: str = ""
     delay_ms: int = 0
+    # Not part of the verdict: only metrics tell a timeout from other failed calls.
+    timed_out: bool = attrs.field(default=False, eq=False)
 
 
 def _retry_after_ms(value: str | None, now: float) -> int | None:
@@ -108,6 +110,7 @@ def judge(reply: Reply, now: float) -> Outcome:
 def judge_error(err: BaseException, timeout_ms: int) -> Outcome:
     """No answer at all: a timeout or a connection failure; always worth a retry."""
     if isinstance(err, TimeoutError):
-        return Outcome(Verdict.RETRY, reason=f"endpoint did not answer within {timeout_ms} ms")
+        return Outcome(Verdict.RETRY, reason=f"endpoint did not answer within {timeout_ms} ms",
+                       timed_out=True)
     detail = str(err) or err.__class__.__name__
     return Outcome(Verdict.RETRY, reason=f"endpoint call failed: {detail}")

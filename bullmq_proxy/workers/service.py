@@ -22,7 +22,7 @@ from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.redis.connection import RedisClient, close_client, create_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
-from bullmq_proxy.workers.dispatcher import Dispatcher, EndpointCaller, HTTPClient
+from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
 from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
 from bullmq_proxy.workers.settlement import Settlements
@@ -58,8 +58,10 @@ class WorkersService(Service):
     def __init__(
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
         http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
+        observe_call: CallObserver | None = None,
     ) -> None:
         self.name = "workers"
+        self._observe_call = observe_call
         self._config = config
         self._reactor = reactor
         self._http = http
@@ -136,7 +138,7 @@ class WorkersService(Service):
         breaker = CircuitBreaker(self._reactor.seconds, self._config.worker_breaker_threshold,
                                  self._config.worker_breaker_window)
         dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
-                                metadata.endpoint.async_timeout_ms)
+                                metadata.endpoint.async_timeout_ms, self._observe_call)
         # A client of its own, built like every other (TLS, Sentinel, Cluster): bullmq's
         # Worker closes its connection, which must not be the proxy's shared one.
         concurrency = metadata.opts.get("concurrency", 1)
