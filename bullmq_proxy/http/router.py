@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
+import orjson
 import redis.exceptions
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -111,6 +112,15 @@ def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] |
         elif pattern != segment:
             return None
     return params
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact JSON; orjson for speed, the standard library for what orjson refuses
+    (integers beyond 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def write_problem(request: IRequest, error: ProxyError, instance: str | None = None) -> None:
@@ -230,7 +240,7 @@ class Router(Resource):
             payload = reply.text.encode("utf-8")
         else:
             request.setHeader(b"content-type", JSON_TYPE)
-            payload = json.dumps(reply.body, separators=(",", ":")).encode("utf-8")
+            payload = encode_json(reply.body)
         # After the default content type, so that a reply may override it.
         for name, value in reply.headers.items():
             request.setHeader(name, value)
