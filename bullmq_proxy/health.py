@@ -68,6 +68,15 @@ class Readiness:
         return reason or "ok"
 
 
+def condition(test: Callable[[], bool], reason: str) -> ReadinessCheck:
+    """A check that passes while ``test()`` is true, else reports ``reason``."""
+
+    async def check() -> str | None:
+        return None if test() else reason
+
+    return check
+
+
 async def _ping(client: aredis.Redis) -> str | None:
     return None if await client.ping() else "PING was not answered with PONG"
 

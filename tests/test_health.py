@@ -9,6 +9,7 @@ import pytest_twisted
 
 from bullmq_proxy.health import Readiness
 from bullmq_proxy.redis.embedded import free_port
+from tests.probes import until_ready
 from tests.support import aio, make_config, start_proxy
 
 
@@ -44,9 +45,8 @@ async def test_healthz_answers_even_without_redis(proxy_without_redis):
 
 @pytest_twisted.ensureDeferred
 async def test_readyz_is_public_and_reports_each_check(proxy):
-    status, body, _ = await proxy.request("GET", "/readyz")
-    assert status == 200
-    assert body == {"status": "ok", "checks": {"redis": "ok"}}
+    body = await until_ready(proxy)
+    assert body == {"status": "ok", "checks": {"redis": "ok", "workers": "ok"}}
 
 
 @pytest_twisted.ensureDeferred
@@ -58,6 +58,7 @@ async def test_readyz_is_503_problem_when_redis_is_down(proxy_without_redis):
     assert body["type"] == "/problems/redis-unavailable"
     assert body["instance"] == "/readyz"
     assert body["checks"]["redis"] != "ok"
+    assert body["checks"]["workers"] == "the worker registry is not loaded yet"
     assert "redis:" in body["detail"]
 
 
@@ -66,11 +67,13 @@ async def test_registered_check_failing_makes_readyz_503_with_its_reason(proxy):
     async def registry_loaded() -> str | None:
         return "worker registry not loaded yet"
 
-    proxy.context.readiness.add("workers", registry_loaded)
+    await until_ready(proxy)
+    proxy.context.readiness.add("registry", registry_loaded)
     status, body, _ = await proxy.request("GET", "/readyz")
     assert status == 503
     assert body["type"] == "/problems/not-ready"
-    assert body["checks"] == {"redis": "ok", "workers": "worker registry not loaded yet"}
+    assert body["checks"] == {"redis": "ok", "workers": "ok",
+                              "registry": "worker registry not loaded yet"}
     assert "worker registry not loaded yet" in body["detail"]
 
 
@@ -79,10 +82,9 @@ async def test_registered_check_passing_keeps_readyz_200(proxy):
     async def registry_loaded() -> str | None:
         return None
 
-    proxy.context.readiness.add("workers", registry_loaded)
-    status, body, _ = await proxy.request("GET", "/readyz")
-    assert status == 200
-    assert body["checks"] == {"redis": "ok", "workers": "ok"}
+    proxy.context.readiness.add("registry", registry_loaded)
+    body = await until_ready(proxy)
+    assert body["checks"] == {"redis": "ok", "workers": "ok", "registry": "ok"}
 
 
 @pytest_twisted.ensureDeferred

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -186,7 +187,10 @@ def test_image_steps_build_a_working_proxy_in_a_plain_venv(tmp_path, redis_url):
         proxy.wait_ready()
         probe = json.loads(only(final, "HEALTHCHECK").arguments.split(" CMD ", 1)[1])
         assert subprocess.run(probe, env=env, cwd=home, timeout=10).returncode == 0
-        assert proxy.request("GET", "/readyz")[0] == 200
+        deadline = time.monotonic() + 10  # the worker registry loads just after start
+        while proxy.request("GET", "/readyz")[0] != 200:
+            assert time.monotonic() < deadline, proxy.output()
+            time.sleep(0.05)
     finally:
         code = proxy.stop()
     assert code == STOPPED_BY_TERM

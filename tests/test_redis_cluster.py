@@ -13,6 +13,7 @@ from redis.cluster import RedisCluster
 
 from bullmq_proxy.config import ConfigError, load_config
 from bullmq_proxy.redis.cluster import has_hash_tag, queue_keys_share_a_slot
+from tests.probes import until_ready
 from tests.redis_cluster import running_cluster
 from tests.support import AUTH, TOKEN, start_proxy
 from tests.workers_helpers import (
@@ -135,8 +136,8 @@ async def test_untagged_queue_name_is_refused_before_redis(plain_prefix_proxy):
 
 @pytest_twisted.ensureDeferred
 async def test_probes_and_metrics_on_a_cluster(tagged_prefix_proxy):
-    status, body, _ = await tagged_prefix_proxy.request("GET", "/readyz")
-    assert status == 200, body
+    body = await until_ready(tagged_prefix_proxy)
+    assert body["checks"] == {"redis": "ok", "workers": "ok"}
     await tagged_prefix_proxy.request("POST", "/queues/mail/jobs",
                                       json_body=[{"name": "a", "data": 1}], headers=AUTH)
     _, text, _ = await tagged_prefix_proxy.request("GET", "/metrics")

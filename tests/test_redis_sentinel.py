@@ -12,6 +12,7 @@ import redis
 
 from bullmq_proxy.config import load_config
 from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_server_argv
+from tests.probes import until_ready
 from tests.support import AUTH, TOKEN, start_proxy
 
 MASTER = "proxy-master"
@@ -77,7 +78,7 @@ async def test_jobs_through_the_master_the_sentinel_names(sentinel_port, tmp_pat
         status, job, _ = await proxy.request("GET", f"/queues/mail/jobs/{added[0]['id']}",
                                              headers=AUTH)
         assert (status, job["data"]) == (200, {"n": 1})
-        assert (await proxy.request("GET", "/readyz"))[0] == 200
+        await until_ready(proxy)
     finally:
         await proxy.stop()
 

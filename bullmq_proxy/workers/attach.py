@@ -10,6 +10,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bullmq_proxy.config import ConfigError
 from bullmq_proxy.errors import ProxyError
+from bullmq_proxy.health import condition
 from bullmq_proxy.http.workers import settlement_routes, worker_routes
 from bullmq_proxy.live_metrics import worker_gauges
 from bullmq_proxy.workers.service import WorkersService
@@ -39,6 +40,8 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
                              context.metrics.observe_endpoint_call)
     workers.setServiceParent(top)
     context.metrics.on_scrape(worker_gauges(context.metrics, workers))
+    context.readiness.add("workers", condition(lambda: workers.loaded,
+                                               "the worker registry is not loaded yet"))
     context.router.add_routes(worker_routes(config, workers))
     context.router.add_routes(settlement_routes(workers))
     return workers
