@@ -269,10 +269,13 @@ async def test_replacing_a_worker_moves_new_jobs_to_the_new_endpoint_and_delete_
         await register(live, second.url, "moving")
         await eventually(lambda: live.workers.workers["moving"].metadata.endpoint.url
                          == second.url, what="replacement")
+        # The replaced worker finishes what it took, so wait for it to be gone.
+        await eventually(lambda: not live.workers._closing, what="old worker closed")
         job_id = await add_job(live, "moving")
         assert (await finished(live, job_id, "moving"))["returnvalue"] == "new"
         await live.request("DELETE", "/workers/moving", headers=AUTH)
         await eventually(lambda: "moving" not in live.workers.workers, what="worker stop")
+        await eventually(lambda: not live.workers._closing, what="worker closed")
         job_id = await add_job(live, "moving")
         await _pause(0.5)
         assert (await job_state(live, job_id, "moving"))["state"] == "waiting"

@@ -177,4 +177,6 @@ async def finished(proxy, job_id, queue=QUEUE):
         job = await job_state(proxy, job_id, queue)
         return job if job["state"] in ("completed", "failed") else None
 
-    return await eventually(check, what=f"job {job_id} to finish")
+    await eventually(check, what=f"job {job_id} to finish")
+    # GET reads the job and its state concurrently: read again once it is known final.
+    return await job_state(proxy, job_id, queue)
