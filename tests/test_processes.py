@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import time
@@ -156,3 +157,14 @@ def test_processes_refuses_what_it_cannot_share(tmp_path, args, env_extra, messa
     result = run_twistd(["bullmq-proxy", *args], env, tmp_path)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def test_the_startup_heap_is_frozen_out_of_collections():
+    from bullmq_proxy.tap import freeze_startup_heap
+
+    gc.unfreeze()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
