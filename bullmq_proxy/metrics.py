@@ -23,11 +23,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bullmq_proxy import __version__
 from bullmq_proxy.auth import Policy, bearer_token, tokens_match
 from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.redis.connection import RedisEvents
 
 PREFIX = "bullmq_proxy"
 UNMATCHED_ROUTE = "unmatched"
@@ -115,6 +117,26 @@ class Metrics:
         """The workers' hook, called once per endpoint call with one of ENDPOINT_OUTCOMES."""
         self.endpoint_calls.labels(queue, outcome).inc()
         self.endpoint_call_duration.labels(queue, outcome).observe(seconds)
+
+    def redis_events(self) -> RedisEvents:
+        """For the Redis clients: failed attempts by kind, and the first command that works
+        again after failures (a reconnect)."""
+        lost = False
+
+        def failed(error: Exception) -> None:
+            nonlocal lost
+            lost = True
+            kind = "timeout" if isinstance(error, TimeoutError | RedisTimeoutError) \
+                else "connection"
+            self.redis_command_errors.labels(kind).inc()
+
+        def succeeded() -> None:
+            nonlocal lost
+            if lost:
+                lost = False
+                self.redis_reconnects.inc()
+
+        return RedisEvents(failed, succeeded)
 
     def on_scrape(self, refresh: Callable[[], None]) -> None:
         """Run ``refresh`` before every scrape: gauges that mirror live state (workers

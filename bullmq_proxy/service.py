@@ -26,7 +26,7 @@ from bullmq_proxy.http.site import ProxySite, Root
 from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queues import QueueRegistry
-from bullmq_proxy.redis.connection import RedisClient, close_client, create_client
+from bullmq_proxy.redis.connection import RedisClient, RedisEvents, close_client, create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
 from bullmq_proxy.workers.attach import attach_workers
 from bullmq_proxy.ws.attach import attach_websockets
@@ -37,10 +37,10 @@ log = Logger(namespace="bullmq_proxy.service")
 class RedisClientsService(Service):
     """Owns the two Redis clients: ``queue`` for short commands, ``blocking`` for waits."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, events: RedisEvents | None = None) -> None:
         self.name = "redis"
-        self.queue = create_client(config.redis)
-        self.blocking = create_client(config.redis, blocking=True)
+        self.queue = create_client(config.redis, events=events)
+        self.blocking = create_client(config.redis, blocking=True, events=events)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
@@ -97,7 +97,8 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     """Everything but the listeners; services it needs are added to ``top``."""
     config = _with_embedded_redis(config, reactor, top)
     config = _with_tokens(config)
-    clients = RedisClientsService(config)
+    metrics = Metrics()
+    clients = RedisClientsService(config, metrics.redis_events())
     clients.setServiceParent(top)
 
     queues = QueueRegistry(clients.queue, config.queue_prefix, config.queue_cache_size)
@@ -106,7 +107,6 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         if IAuthenticator.providedBy(plugin)
     ]
     gate = Gate(authenticators, clients.queue, queues)
-    metrics = Metrics()
     readiness = Readiness(clients.queue)
     router = Router(config, gate, metrics.observe_request)
     router.add_routes(queue_routes(queues, metrics))

@@ -12,8 +12,11 @@ of them as its connection.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
 
+import attrs
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -26,6 +29,43 @@ from bullmq_proxy.config import RedisSettings
 RETRY_ON = [BusyLoadingError, ConnectionError, TimeoutError]
 
 RedisClient: TypeAlias = aredis.Redis | RedisCluster
+T = TypeVar("T")
+
+
+@attrs.frozen
+class RedisEvents:
+    """Told about every failed attempt at a Redis command, and every command that worked."""
+
+    failed: Callable[[Exception], None]
+    succeeded: Callable[[], None]
+
+
+class ObservedRetry(Retry):
+    """redis-py's retry loop, reporting each failed attempt (the connection is dropped and
+    made again on the next one) and each success."""
+
+    def __init__(self, backoff: Any, retries: int, events: RedisEvents) -> None:
+        super().__init__(backoff, retries)
+        self._events = events
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ObservedRetry:
+        # Every connection copies its retry; the copies must share the events, not copy them.
+        twin = ObservedRetry(copy.deepcopy(self._backoff, memo), self._retries, self._events)
+        twin.update_supported_errors(list(self._supported_errors))
+        return twin
+
+    async def call_with_retry(
+        self, do: Callable[[], Awaitable[T]], fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        async def observed(error: Exception, *count: int) -> None:
+            self._events.failed(error)
+            await fail(error, *count)
+
+        result = await super().call_with_retry(do, observed, is_retryable, with_failure_count)
+        self._events.succeeded()
+        return result
 
 
 def _tls_options(settings: RedisSettings) -> dict[str, Any]:
@@ -52,15 +92,16 @@ def _credentials(settings: RedisSettings) -> dict[str, Any]:
 
 
 def create_client(
-    settings: RedisSettings, *, blocking: bool = False, max_connections: int = 64
+    settings: RedisSettings, *, blocking: bool = False, max_connections: int = 64,
+    events: RedisEvents | None = None,
 ) -> RedisClient:
     """A client on its own pool; closing queues that share it never closes the pool."""
     if blocking:
-        retry = Retry(ExponentialBackoff(cap=5.0, base=0.1), retries=20)
-        socket_timeout = None
+        backoff, retries, socket_timeout = ExponentialBackoff(cap=5.0, base=0.1), 20, None
     else:
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
-        socket_timeout = 5.0
+        backoff, retries, socket_timeout = ExponentialBackoff(cap=0.5, base=0.05), 3, 5.0
+    retry = (Retry(backoff, retries) if events is None
+             else ObservedRetry(backoff, retries, events))
     common: dict[str, Any] = {
         "decode_responses": True,
         "retry": retry,
