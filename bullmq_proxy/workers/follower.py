@@ -19,7 +19,8 @@ from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers.follower")
 
-BLOCK_MS = 1000
+# Short, so that a stopping instance need not wait long for the read in progress to end.
+BLOCK_MS = 250
 BATCH = 100
 RETRY_DELAY = 1.0
 
