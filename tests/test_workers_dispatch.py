@@ -353,3 +353,52 @@ async def test_calls_past_the_grace_period_are_left_to_the_stalled_check(redis_u
         if not stopped:
             await proxy.stop()
         await endpoint.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrency_bounds_the_calls_in_flight(live):
+    from twisted.internet import defer
+
+    release = defer.Deferred()
+
+    async def handler(delivery):
+        await release
+        return ok("released")
+
+    endpoint = listen_endpoint(handler)
+    try:
+        ids = [await add_job(live, "parallel") for _ in range(5)]
+        await register(live, endpoint.url, "parallel", opts={"concurrency": 3})
+        await eventually(lambda: len(endpoint.deliveries) == 3, what="three calls")
+        await _pause(0.3)
+        assert len(endpoint.deliveries) == 3
+        _, detail, _ = await live.request("GET", "/workers/parallel", headers=AUTH)
+        assert detail["state"]["inFlight"] == 3
+        release.callback(None)
+        for job_id in ids:
+            assert (await finished(live, job_id, "parallel"))["returnvalue"] == "released"
+        assert len(endpoint.deliveries) == 5
+    finally:
+        await endpoint.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_limiter_reaches_bullmq(live, sync_redis):
+    endpoint = listen_endpoint(lambda delivery: _answer("limited"))
+    try:
+        first = await add_job(live, "limited")
+        await register(live, endpoint.url, "limited",
+                       opts={"limiter": {"max": 1, "duration": 60000}})
+        assert (await finished(live, first, "limited"))["state"] == "completed"
+        second = await add_job(live, "limited")
+        # BullMQ's rate limiter holds the second job for the rest of the minute.
+        assert 0 < sync_redis.pttl("bull:limited:limiter") <= 60000
+        await _pause(0.5)
+        assert (await job_state(live, second, "limited"))["state"] in ("waiting", "delayed")
+        assert len(endpoint.deliveries) == 1
+    finally:
+        await endpoint.close()
+
+
+async def _answer(text):
+    return ok(text)
