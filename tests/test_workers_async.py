@@ -215,3 +215,20 @@ async def test_ok_answer_still_completes_directly(live):
 
 async def _done():
     return ok("done")
+
+
+@pytest_twisted.ensureDeferred
+async def test_nothing_is_left_behind_in_redis(live, sync_redis):
+    endpoint, held = accepting()
+    try:
+        await register(live, endpoint.url, "tidy")
+        job_id = await add_job(live, "tidy")
+        await eventually(lambda: held, what="the call")
+        await eventually(lambda: sync_redis.exists(f"bull:tidy:{job_id}:proxy-deadline"),
+                         what="the deadline")
+        await post_json(job_url(live, "tidy", job_id, "complete"), {}, held[0][1])
+        await finished(live, job_id, "tidy")
+        await eventually(lambda: not sync_redis.exists(f"bull:tidy:{job_id}:proxy-deadline"),
+                         what="the deadline to go")
+    finally:
+        await endpoint.close()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aredis
+import redis.exceptions
 from bullmq import Job
 from bullmq.custom_errors import UnrecoverableError
 
@@ -70,6 +71,8 @@ class Settlements:
                     raise DeadlinePassed()
         finally:
             self._waiters.pop(key, None)
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await self._client.delete(self._deadline_key(queue, job_id))
 
     def _wake(self, queue: str, job_id: str) -> None:
         event = self._waiters.get((queue, job_id))
