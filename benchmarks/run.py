@@ -292,6 +292,33 @@ def workload_m(workdir: Path, queues: int) -> list[dict]:
 BASELINE_OF = {"C-ws-add": "A-add", "C-ws-worker": "B-process"}
 
 
+# --- S: memory under a steady load -------------------------------------------------------
+
+
+def workload_s(workdir: Path, seconds: int, connections: int) -> list[dict]:
+    """RSS every 5 s while wrk adds jobs for ``seconds``: growth means a leak."""
+    with stack(workdir / "s-proxy") as (_, base, proxy, _):
+        env = {**os.environ, "BENCH_QUOTA": "1000000", "BENCH_PATH": f"/queues/{QUEUE}/jobs",
+               "BENCH_TOKEN": TOKEN}
+        load = subprocess.Popen(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+             "-s", str(REPO / "benchmarks" / "add.lua"), base],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )
+        samples = []
+        while load.poll() is None:
+            time.sleep(5)
+            samples.append(round(rss_mb(proxy.pid), 1))
+        summary = json.loads(load.communicate()[0].strip().splitlines()[-1])
+        return [{
+            "workload": "S-steady-rss", "side": "proxy", "seconds": seconds,
+            "jobs": summary["requests"], "errors": summary["status_errors"],
+            "rss_samples_mb": samples,
+            "rss_growth_second_half_mb": round(samples[-1] - samples[len(samples) // 2], 1)
+            if samples else 0.0,
+        }]
+
+
 def report(results: list[dict]) -> None:
     baselines = {(r["workload"], r["side"]): r for r in results
                  if r["side"].startswith("baseline")}
@@ -313,6 +340,9 @@ def report(results: list[dict]) -> None:
                 line += "  = " + ", ".join(ratios)
             if "proxy_peak_rss_mb" in r:
                 line += f"  peak RSS {r['proxy_peak_rss_mb']:.0f} MB"
+            if "rss_samples_mb" in r:
+                line += (f"  {r['jobs']} jobs in {r['seconds']} s, RSS every 5 s "
+                         f"{r['rss_samples_mb']} MB")
             if "rss_idle_mb" in r:
                 line += f"  idle RSS {r['rss_idle_mb']:.0f} MB with {r['queues']} queues"
         print(line)
@@ -324,7 +354,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--proxy-processes", default="1,2",
                         help="comma-separated --processes values to run workload A with")
-    parser.add_argument("--only", default="A,B,C,M", help="comma-separated workloads")
+    parser.add_argument("--only", default="A,B,C,M,S", help="comma-separated workloads")
     parser.add_argument("--note", default="", help="free text stored with every result")
     args = parser.parse_args()
     chosen = set(args.only.upper().split(","))
@@ -345,6 +375,7 @@ def main() -> None:
             ("B", lambda: workload_b(workdir, args.jobs)),
             ("C", lambda: workload_c(workdir, args.jobs)),
             ("M", lambda: workload_m(workdir, 1000)),
+            ("S", lambda: workload_s(workdir, 60, args.connections)),
         ):
             if name in chosen:
                 results += workload()
