@@ -168,3 +168,22 @@ def test_empty_json_answer_completes_with_empty_text():
 
 def test_errors_without_a_message_use_their_class_name():
     assert judge_error(RuntimeError(), 100).reason == "endpoint call failed: RuntimeError"
+
+
+class Big(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"x" * 5000
+
+
+def test_an_answer_larger_than_the_limit_fails_the_job():
+    stub = StubTreq(Big())
+    caller = EndpointCaller(stub, Clock(), "mail", Endpoint(URL, "POST", {}, 1000),
+                            max_answer_bytes=4096)
+    outcome = outcome_of(stub, caller.call("7", 1, BODY))
+    assert outcome == Outcome(Verdict.FAIL,
+                              reason="the endpoint's answer is larger than 4096 bytes")
+    small = EndpointCaller(stub, Clock(), "mail", Endpoint(URL, "POST", {}, 1000),
+                           max_answer_bytes=5000)
+    assert outcome_of(stub, small.call("7", 1, BODY)).value == "x" * 5000

@@ -26,7 +26,14 @@ from bullmq_proxy.bridge import as_future
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
-from bullmq_proxy.workers.policy import Outcome, Reply, Verdict, judge, judge_error
+from bullmq_proxy.workers.policy import (
+    AnswerTooLarge,
+    Outcome,
+    Reply,
+    Verdict,
+    judge,
+    judge_error,
+)
 from bullmq_proxy.workers.settlement import DeadlinePassed, Settled, Settlements
 from bullmq_proxy.workers.signing import signature_headers
 
@@ -81,18 +88,23 @@ def _timed_out(result: Any, timeout: float) -> Failure:
     return Failure(TimeoutError(f"no answer within {timeout} s"))
 
 
+# What a return value may weigh: the proxy's own request body limit by default.
+MAX_ANSWER_BYTES = 10 * 1024 * 1024
+
+
 class EndpointCaller:
     """One HTTP call per job attempt, bounded by the endpoint's timeout."""
 
     def __init__(
         self, http: HTTPClient, reactor: Any, queue: str, endpoint: Endpoint,
-        signing_secrets: tuple[str, ...] = (),
+        signing_secrets: tuple[str, ...] = (), max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._http = http
         self._reactor = reactor
         self._queue = queue
         self._endpoint = endpoint
         self._secrets = endpoint.signing_secrets or signing_secrets
+        self._max_answer_bytes = max_answer_bytes
 
     def headers(self, job_id: str, attempt: int, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -125,8 +137,20 @@ class EndpointCaller:
         return d
 
     def _read(self, response: IResponse) -> Deferred[Reply]:
-        d = treq.content(response)
-        d.addCallback(lambda body: Reply(response.code, _first_values(response.headers), body))
+        chunks: list[bytes] = []
+        size = 0
+
+        def collect(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size > self._max_answer_bytes:
+                # treq drops the connection when the collector raises.
+                raise AnswerTooLarge(self._max_answer_bytes)
+            chunks.append(chunk)
+
+        d = treq.collect(response, collect)
+        d.addCallback(lambda _: Reply(response.code, _first_values(response.headers),
+                                      b"".join(chunks)))
         return d
 
 

@@ -19,6 +19,11 @@ THROTTLING = frozenset({429, 503})
 REASON_BODY_BYTES = 200
 
 
+class AnswerTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the endpoint's answer is larger than {limit} bytes")
+
+
 class Verdict(enum.Enum):
     COMPLETE = "complete"
     ACCEPTED = "accepted"  # 202: the endpoint settles the job later through the job API
@@ -108,9 +113,13 @@ def judge(reply: Reply, now: float) -> Outcome:
 
 
 def judge_error(err: BaseException, timeout_ms: int) -> Outcome:
-    """No answer at all: a timeout or a connection failure; always worth a retry."""
+    """No usable answer: a timeout or a connection failure (worth a retry), or an answer
+    too large to keep."""
     if isinstance(err, TimeoutError):
         return Outcome(Verdict.RETRY, reason=f"endpoint did not answer within {timeout_ms} ms",
                        timed_out=True)
+    if isinstance(err, AnswerTooLarge):
+        # The same job would get the same answer again: not worth another attempt.
+        return Outcome(Verdict.FAIL, reason=str(err))
     detail = str(err) or err.__class__.__name__
     return Outcome(Verdict.RETRY, reason=f"endpoint call failed: {detail}")
