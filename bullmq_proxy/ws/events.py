@@ -26,6 +26,7 @@ from bullmq_proxy.ws.session import IChannel, ISession
 
 log = Logger(namespace="bullmq_proxy.ws.events")
 
+CANCEL_AGAIN_AFTER = 0.5
 Listener = Callable[[str, list[Any]], None]
 
 
@@ -61,7 +62,13 @@ class Feed:
             events = await self.ready
         except (asyncio.CancelledError, Exception):
             return
-        await events.close()
+        consumer = events._consumer_task
+        closing = asyncio.ensure_future(events.close())
+        while not (await asyncio.wait({closing}, timeout=CANCEL_AGAIN_AFTER))[0]:
+            # redis-py can swallow the cancellation of a blocking XREAD that races its
+            # reply, leaving QueueEvents.close() waiting forever; cancel until it ends.
+            if consumer is not None:
+                consumer.cancel()
 
 
 class EventsHub:
