@@ -1,4 +1,5 @@
-"""A proxy killed with SIGKILL mid-call loses no job and completes none twice."""
+"""Real ``twistd`` processes: SIGKILL mid-call loses no job and completes none twice;
+SIGTERM lets the call in flight finish."""
 
 from __future__ import annotations
 
@@ -67,6 +68,38 @@ async def test_job_of_a_killed_proxy_completes_exactly_once_elsewhere(
         for proxy in (first, second):
             if proxy is not None:
                 proxy.stop(signal.SIGKILL)
+        await endpoint.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_lets_the_call_in_flight_finish(redis_url, sync_redis, tmp_path):
+    answered = []
+
+    async def handler(delivery):
+        await _pause(1.0)
+        answered.append(True)
+        return ok("finished while stopping")
+
+    endpoint = listen_endpoint(handler)
+    env = proxy_env(REDIS_URL=redis_url, AUTH_TOKENS=TOKEN, WORKER_SHUTDOWN_GRACE="20")
+    proxy = start_twistd([], env, tmp_path, free_port())
+    try:
+        proxy.wait_ready()
+        registration = {"queue": "stopping", "endpoint": {"url": endpoint.url,
+                                                          "method": "POST"}}
+        assert proxy.request("POST", "/workers", registration, TOKEN) == (200, "OK")
+        _, jobs = proxy.request("POST", "/queues/stopping/jobs", [{"name": "w", "data": 1}],
+                                TOKEN)
+        await eventually(lambda: endpoint.deliveries, what="the call")
+        proxy.process.send_signal(signal.SIGTERM)
+        await eventually(lambda: proxy.process.poll() is not None, what="twistd to exit")
+        assert answered == [True]
+        assert sync_redis.hget(f"bull:stopping:{jobs[0]['id']}", "returnvalue") == (
+            '"finished while stopping"')
+        assert "Workers closed" in proxy.output()
+        assert "Traceback" not in proxy.output()
+    finally:
+        proxy.stop(signal.SIGKILL)
         await endpoint.close()
 
 
