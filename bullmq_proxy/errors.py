@@ -32,6 +32,7 @@ PAYLOAD_TOO_LARGE = ErrorKind("payload-too-large", "Payload too large", 413)
 RATE_LIMITED = ErrorKind("rate-limited", "Rate limited", 429)
 INTERNAL = ErrorKind("internal", "Internal error", 500)
 REDIS_UNAVAILABLE = ErrorKind("redis-unavailable", "Redis unavailable", 503)
+NOT_READY = ErrorKind("not-ready", "Not ready", 503)
 TIMEOUT = ErrorKind("timeout", "Timeout", 504)
 
 

@@ -16,14 +16,13 @@ import redis.asyncio as aredis
 from twisted.logger import Logger
 
 from bullmq_proxy.auth import Policy
-from bullmq_proxy.errors import REDIS_UNAVAILABLE, ErrorKind, ProxyError
+from bullmq_proxy.errors import NOT_READY, REDIS_UNAVAILABLE, ErrorKind, ProxyError
 from bullmq_proxy.http.router import Call, Route
 
 log = Logger(namespace="bullmq_proxy.health")
 
 # Short enough for a Kubernetes probe with its default 1 s timeout to see a 503, not a hang.
 READY_TIMEOUT_SECONDS = 0.8
-NOT_READY = ErrorKind("not-ready", "Not ready", 503)
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else a short reason an operator can act on."""
