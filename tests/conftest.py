@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import pytest_twisted
 import redis
 
 from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_server_argv
+from tests.support import make_config, start_proxy
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +56,11 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def proxy(redis_url):
+    """A proxy on the test Redis, with its resource tree driven through StubTreq."""
+    running = await start_proxy(make_config(redis_url))
+    yield running
+    await running.stop()

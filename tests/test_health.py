@@ -14,13 +14,6 @@ from tests.support import aio, make_config, start_proxy
 
 
 @pytest_twisted.async_yield_fixture
-async def proxy(redis_url):
-    running = await start_proxy(make_config(redis_url))
-    yield running
-    await running.stop()
-
-
-@pytest_twisted.async_yield_fixture
 async def proxy_without_redis():
     # Nothing listens on a port just found free, so every connection is refused.
     running = await start_proxy(make_config(f"redis://127.0.0.1:{free_port()}/0"))

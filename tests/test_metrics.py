@@ -12,13 +12,6 @@ from tests.support import AUTH, make_config, start_proxy
 from tests.test_redis_connection import _start_redis as start_redis
 
 
-@pytest_twisted.async_yield_fixture
-async def proxy(redis_url):
-    running = await start_proxy(make_config(redis_url))
-    yield running
-    await running.stop()
-
-
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of a scrape, keyed by (name, labels)."""
     return {

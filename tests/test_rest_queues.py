@@ -6,14 +6,7 @@ import pytest
 import pytest_twisted
 from bullmq import Queue
 
-from tests.support import AUTH, aio, make_config, start_proxy
-
-
-@pytest_twisted.async_yield_fixture
-async def proxy(redis_url):
-    running = await start_proxy(make_config(redis_url))
-    yield running
-    await running.stop()
+from tests.support import AUTH, aio
 
 
 @pytest_twisted.ensureDeferred
