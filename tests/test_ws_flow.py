@@ -126,3 +126,21 @@ async def test_slow_events_client_is_closed_past_the_limit(live):
     finally:
         globalLogPublisher.removeObserver(warnings.append)
         sock.close()
+
+
+@on_asyncio
+async def test_peer_that_never_answers_pings_is_dropped(redis_url):
+    live = await start_live_proxy(make_config(redis_url, ws_ping_interval=1,
+                                              ws_ping_timeout=0.5))
+    try:
+        service = live.proxy.services.getServiceNamed("websockets")
+        sock = await stalled_events_socket(live.url)
+        try:
+            while not service.sockets:
+                await asyncio.sleep(0.02)
+            while service.sockets:
+                await asyncio.sleep(0.05)
+        finally:
+            sock.close()
+    finally:
+        await live.stop_from_asyncio()

@@ -212,3 +212,23 @@ async def test_queue_prefix_applies(redis_url, sync_redis):
         await ws.close()
     finally:
         await live.stop_from_asyncio()
+
+
+@on_asyncio
+async def test_binary_json_frames_are_served(live):
+    ws = await connect(live.url, "/ws/queues/mail")
+    ws.send(b'{"id": 5, "data": {"fn": "getJobCounts", "args": ["waiting"]}}')
+    assert (await ws.recv())["data"] == {"ok": {"waiting": 0}}
+    await ws.close()
+
+
+@on_asyncio
+async def test_oversize_message_closes_with_1009(redis_url):
+    live = await start_live_proxy(make_config(redis_url, max_body_size=1000))
+    try:
+        ws = await connect(live.url, "/ws/queues/mail")
+        ws.send({"id": 1, "data": {"fn": "add", "args": ["n", "x" * 2000]}})
+        code, _ = await ws.closed()
+        assert code == 1009
+    finally:
+        await live.stop_from_asyncio()

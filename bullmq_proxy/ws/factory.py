@@ -24,6 +24,8 @@ class ProxyWebSocketFactory(WebSocketServerFactory):
             maxMessagePayloadSize=config.max_body_size,
             maxFramePayloadSize=config.max_body_size,
             openHandshakeTimeout=config.request_timeout,
+            # Tell a client why it is cut off (e.g. 1009, message too big) before dropping.
+            failByDrop=False,
         )
 
     def buildProtocol(self, addr: Any) -> ProxyProtocol:
