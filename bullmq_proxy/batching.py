@@ -9,7 +9,8 @@ next one, so batches grow with the load and a lone request still goes out at onc
 Each request's jobs stay contiguous and in order in the pipeline, and each request gets back
 its own jobs or its own first error: one bad request never fails the others in its batch.
 A request's jobs are not wrapped in MULTI/EXEC (Redis never rolled back a failed add anyway);
-they are sent back to back in one write.
+they are sent back to back in one write. A caller that stops waiting (a request timeout) does
+not take its jobs back: like an ``addBulk`` already sent, they may still be added.
 """
 
 from __future__ import annotations
