@@ -242,3 +242,22 @@ async def test_concurrent_rest_adds_each_answer_their_own_jobs(redis_url, sync_r
     assert alpha_ids == [1, 2, 3, 4, 5, 6]
     assert [job["id"] for job in bodies[1]] == ["1", "2", "3"]
     assert sync_redis.llen("bull:alpha:wait") == 6
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_caller_that_stops_waiting_leaves_the_others_answered(client, sync_redis):
+    batcher = AddBatcher(client)
+    queue = Queue("mail", {"connection": client})
+
+    async def scenario():
+        impatient = asyncio.ensure_future(batcher.add_bulk(queue, specs("a")))
+        patient = asyncio.ensure_future(batcher.add_bulk(queue, specs("b")))
+        await asyncio.sleep(0)
+        impatient.cancel()
+        return await asyncio.gather(impatient, patient, return_exceptions=True)
+
+    impatient, patient = await aio(scenario())
+    assert isinstance(impatient, asyncio.CancelledError)
+    assert [job.id for job in patient] == ["2"]
+    # Already on its way to Redis: the job was added all the same.
+    assert sync_redis.hget("bull:mail:1", "name") == "a"
