@@ -215,3 +215,13 @@ async def test_stopped_workers_release_their_redis_connections(proxy, sync_redis
     for _ in range(5):
         await cycle()
     assert len(sync_redis.client_list()) <= baseline
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_redis_the_registry_is_not_loaded_and_stopping_still_works():
+    from twisted.internet import reactor, task
+
+    proxy = await start_proxy(make_config())  # nothing listens on its Redis port
+    await task.deferLater(reactor, 0.5)
+    assert workers_of(proxy).loaded is False
+    await proxy.stop()

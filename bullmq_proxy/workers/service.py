@@ -90,8 +90,10 @@ class WorkersService(Service):
         if self._task is not None:
             self._follower.stopping = True
             await asyncio.wait({self._task}, timeout=BLOCK_MS / 1000 + 2)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            if not self._task.done():
+                # Redis is away and the read is retrying: do not let it hold the shutdown.
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1)
         for queue in list(self.workers):
             self._stop_worker(queue)
         if self._closing:
