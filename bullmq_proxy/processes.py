@@ -3,7 +3,8 @@
 The first process (the one twistd runs) listens with SO_REUSEPORT and starts N-1 copies of
 itself, each a whole proxy listening on the same ``reuseport:`` endpoints; the kernel spreads
 connections between them. A copy reads its standard input, a pipe from the first process,
-and stops when that pipe closes, so copies never outlive the first process, even a killed one.
+and stops when that pipe closes (exiting outright if that stop hangs), so copies never
+outlive the first process, even a killed one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import Service
@@ -25,6 +26,7 @@ log = Logger(namespace="bullmq_proxy.processes")
 
 CHILD_ENV = "BULLMQ_PROXY_PARENT_PIPE"
 STOP_GRACE_SECONDS = 10.0
+ORPHAN_DEADLINE_SECONDS = 30.0
 
 
 class ProcessesError(ValueError):
@@ -109,11 +111,16 @@ class _ParentPipe(protocol.Protocol):
 
 
 class ParentWatchService(Service):
-    """In a copy: stop when the first process's pipe on standard input closes."""
+    """In a copy: stop when the first process's pipe on standard input closes.
 
-    def __init__(self, reactor: Any) -> None:
+    A graceful stop that hangs (a service waiting on a Redis that went away with the first
+    process) must not leave an orphan holding the port: past a deadline the copy exits.
+    """
+
+    def __init__(self, reactor: Any, exit_now: Callable[[int], Any] = os._exit) -> None:
         self.name = "parent-watch"
         self._reactor = reactor
+        self._exit_now = exit_now
 
     def startService(self) -> None:
         from twisted.internet.stdio import StandardIO
@@ -124,7 +131,13 @@ class ParentWatchService(Service):
     def parent_gone(self) -> None:
         if self.running:
             log.info("The first proxy process is gone; stopping")
+            self._reactor.callLater(ORPHAN_DEADLINE_SECONDS, self._give_up)
             self._reactor.stop()
+
+    def _give_up(self) -> None:
+        log.error("Still stopping {seconds} s after the first process went; exiting",
+                  seconds=ORPHAN_DEADLINE_SECONDS)
+        self._exit_now(1)
 
 
 def child_argv(listen: Sequence[str], options: Sequence[str]) -> list[str]:

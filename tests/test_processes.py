@@ -12,11 +12,18 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from bullmq_proxy.processes import ProcessesError, child_argv, reuseport_listeners
+from bullmq_proxy.processes import (
+    ORPHAN_DEADLINE_SECONDS,
+    ParentWatchService,
+    ProcessesError,
+    child_argv,
+    reuseport_listeners,
+)
 from bullmq_proxy.redis.embedded import free_port
 from bullmq_proxy.reuseport import ReusePortEndpoint, parse_endpoint
 from tests.twistd_process import proxy_env, run_twistd, start_twistd
@@ -168,3 +175,30 @@ def test_the_startup_heap_is_frozen_out_of_collections():
         assert gc.get_freeze_count() > 1000
     finally:
         gc.unfreeze()
+
+
+class StoppingClock(Clock):
+    stopped = 0
+
+    def stop(self):
+        self.stopped += 1
+
+
+def test_a_copy_whose_stop_hangs_exits_at_the_deadline():
+    clock, exits = StoppingClock(), []
+    watch = ParentWatchService(clock, exit_now=exits.append)
+    watch.running = True  # started; its standard input is the first process's pipe
+    watch.parent_gone()
+    assert clock.stopped == 1
+    clock.advance(ORPHAN_DEADLINE_SECONDS - 1)
+    assert exits == []
+    clock.advance(1)
+    assert exits == [1]
+
+
+def test_a_copy_already_stopping_ignores_the_pipe():
+    clock, exits = StoppingClock(), []
+    watch = ParentWatchService(clock, exit_now=exits.append)
+    watch.parent_gone()
+    clock.advance(ORPHAN_DEADLINE_SECONDS)
+    assert (clock.stopped, exits) == (0, [])
