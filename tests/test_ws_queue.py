@@ -62,6 +62,17 @@ async def test_bad_paths_are_refused_before_handshake(live):
 
 
 @on_asyncio
+async def test_plain_http_request_is_a_json_error(live):
+    host, port = live.url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /ws/queues/mail?token={TOKEN} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"application/problem+json" in head
+
+
+@on_asyncio
 async def test_seed_guide_add_frame(live, sync_redis):
     ws = await connect(live.url, "/ws/queues/mail")
     ws.send('{"id": 1, "data": {"fn": "add", "args": ["jobName", { "key": "value" }, '

@@ -16,7 +16,7 @@ from twisted.web.server import NOT_DONE_YET
 from bullmq_proxy.auth import Gate, Policy
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
-from bullmq_proxy.errors import INTERNAL, ProxyError
+from bullmq_proxy.errors import INTERNAL, INVALID_FIELD, ProxyError
 from bullmq_proxy.http.router import classify, write_problem
 from bullmq_proxy.ws.paths import parse_target
 
@@ -42,6 +42,11 @@ class WebSocketEntry(Resource):
         query = {key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
                  for key, values in request.args.items()}
         parse_target(request.uri, query, self._config)
+        upgrade = (request.getHeader("upgrade") or "").lower()
+        if upgrade != "websocket":
+            raise ProxyError(INVALID_FIELD, "This is a WebSocket endpoint: send a WebSocket "
+                             "upgrade request (Upgrade: websocket).", "Upgrade",
+                             headers={"Upgrade": "websocket"})
         await self._gate.authorize(request, Policy.TOKEN, {}, allow_query=True)
 
     def _upgrade(self, request: IRequest) -> None:
