@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 import pytest_twisted
-from bullmq import Queue
+from bullmq import Queue, Worker
+from bullmq.custom_errors import DelayedError
 
+from bullmq_proxy.ws.worker import WorkerSession
 from tests.support import make_config
 from tests.ws_support import connect, on_asyncio, start_live_proxy
 
@@ -161,3 +164,35 @@ async def test_shutdown_closes_sockets_and_fails_jobs_in_flight(redis_url, sync_
         await live.stop_from_asyncio()
     assert await ws.closed() == (4001, "server shutting down")
     assert "closed before it replied" in sync_redis.hget(f"bull:mail:{job.id}", "failedReason")
+
+
+@on_asyncio
+async def test_job_taken_after_the_close_goes_back_without_losing_an_attempt(
+        redis_url, sync_redis):
+    sent = []
+
+    class Channel:
+        def send(self, payload):
+            sent.append(payload)
+
+        def hold_reading(self, reason, holding):
+            pass
+
+    session = WorkerSession(Channel(), "mail", 1, {"connection": redis_url}, 5.0)
+    await session.closed()
+    (job,) = await add(redis_url, ("late", 1, {"attempts": 1}))
+    # Take the job the way the session's worker would have, just after its socket closed.
+    taker = Worker("mail", None, {"connection": redis_url, "autorun": False})
+    try:
+        active = await taker.getNextJob("tok-1")
+        assert active.id == job.id
+        with pytest.raises(DelayedError):
+            await session.worker.processor(active, "tok-1")
+    finally:
+        await taker.close()
+    assert sent == []
+    assert sync_redis.lrange("bull:mail:active", 0, -1) == []
+    assert (sync_redis.zscore("bull:mail:delayed", job.id) is not None
+            or job.id in sync_redis.lrange("bull:mail:wait", 0, -1))
+    assert sync_redis.hget(f"bull:mail:{job.id}", "atm") in (None, "0")
+    assert sync_redis.hget(f"bull:mail:{job.id}", "failedReason") is None
