@@ -8,7 +8,7 @@ from twisted.internet import task
 
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.workers.settlement import _finishing
-from tests.support import aio, make_config
+from tests.support import AUTH, aio, make_config
 from tests.workers_helpers import (
     add_job,
     eventually,
@@ -140,8 +140,13 @@ async def test_another_instance_can_settle_the_job(live, redis_url):
     try:
         await register(live, endpoint.url, "shared")
         job_id = await add_job(live, "shared")
-        await eventually(lambda: held, what="the call")
-        await post_json(job_url(other, "shared", job_id, "complete"), {"returnvalue": "x"},
+        holder = await eventually(
+            lambda: next((p for p in (live, other)
+                          if p.workers.settlements.holds("shared", job_id)), None),
+            what="an instance to hold the job")
+        # The settlement goes through the instance that does not hold the job.
+        elsewhere = other if holder is live else live
+        await post_json(job_url(elsewhere, "shared", job_id, "complete"), {"returnvalue": "x"},
                         held[0][1])
         job = await finished(live, job_id, "shared")
         assert (job["state"], job["returnvalue"]) == ("completed", "x")
@@ -149,6 +154,9 @@ async def test_another_instance_can_settle_the_job(live, redis_url):
         assert len(held) == 1
         running = [p.workers.workers["shared"].dispatcher.state for p in (live, other)]
         assert sum(state.in_flight for state in running) == 0
+        assert sum(state.settled for state in running) == 1
+        _, detail, _ = await holder.request("GET", "/workers/shared", headers=AUTH)
+        assert detail["state"]["settled"] == 1
     finally:
         await endpoint.close()
         await other.stop()

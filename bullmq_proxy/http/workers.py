@@ -63,6 +63,7 @@ class WorkerRoutes:
             live = running.dispatcher.state
             breaker = running.dispatcher.breaker
             state.update(inFlight=live.in_flight, completed=live.completed, failed=live.failed,
+                         settled=live.settled,
                          lastError=live.last_error, lastErrorAt=live.last_error_at,
                          circuit={"state": breaker.state, "failures": breaker.failures,
                                   "retryIn": breaker.retry_in()})

@@ -68,11 +68,9 @@ class LiveState:
     in_flight: int = 0
     completed: int = 0
     failed: int = 0
+    settled: int = 0  # answered 202, then completed or failed through the job API
     last_error: str | None = None
     last_error_at: float | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 def _first_values(headers: Headers) -> dict[str, str]:
@@ -193,7 +191,7 @@ class Dispatcher:
         try:
             await self._settlements.hold(self._queue, job, token, self._async_timeout_ms)
         except Settled:
-            self.state.completed += 1
+            self.state.settled += 1
             # Already finished through the job API: bullmq must not move it again, and a
             # DelayedError is how a processor says so.
             raise DelayedError("settled through the job API") from None

@@ -74,6 +74,10 @@ class Settlements:
             with contextlib.suppress(redis.exceptions.RedisError):
                 await self._client.delete(self._deadline_key(queue, job_id))
 
+    def holds(self, queue: str, job_id: str) -> bool:
+        """Is this instance holding the job for its endpoint?"""
+        return (queue, job_id) in self._waiters
+
     def _wake(self, queue: str, job_id: str) -> None:
         event = self._waiters.get((queue, job_id))
         if event is not None:
