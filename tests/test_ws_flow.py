@@ -10,6 +10,7 @@ import socket
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
+from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.flow import Outbox, ReadValve
 from tests.support import TOKEN, make_config
 from tests.ws_support import connect, on_asyncio, start_live_proxy
@@ -144,3 +145,26 @@ async def test_peer_that_never_answers_pings_is_dropped(redis_url):
             sock.close()
     finally:
         await live.stop_from_asyncio()
+
+
+@on_asyncio
+async def test_close_blocking_cancels_again_a_read_that_swallowed_its_cancel():
+    swallowed = []
+
+    async def stubborn_read():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.append(True)  # as redis-py can do when the reply races the cancel
+        await asyncio.sleep(3600)
+
+    read = asyncio.ensure_future(stubborn_read())
+    await asyncio.sleep(0)
+    read.cancel()
+
+    async def close():
+        await asyncio.gather(read, return_exceptions=True)
+
+    await close_blocking(close(), lambda: read)
+    assert swallowed == [True]
+    assert read.cancelled()

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from bullmq_proxy.errors import ProxyError, invalid
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import Call, FrameError, as_call, decode, encode, err, ok
 from bullmq_proxy.ws.paths import EVENT_NAMES, validate_events
 from bullmq_proxy.ws.queue import reply_error
@@ -26,7 +27,6 @@ from bullmq_proxy.ws.session import IChannel, ISession
 
 log = Logger(namespace="bullmq_proxy.ws.events")
 
-CANCEL_AGAIN_AFTER = 0.5
 Listener = Callable[[str, list[Any]], None]
 
 
@@ -62,13 +62,8 @@ class Feed:
             events = await self.ready
         except (asyncio.CancelledError, Exception):
             return
-        consumer = events._consumer_task
-        closing = asyncio.ensure_future(events.close())
-        while not (await asyncio.wait({closing}, timeout=CANCEL_AGAIN_AFTER))[0]:
-            # redis-py can swallow the cancellation of a blocking XREAD that races its
-            # reply, leaving QueueEvents.close() waiting forever; cancel until it ends.
-            if consumer is not None:
-                consumer.cancel()
+        consumer = events._consumer_task  # close() forgets it before awaiting it
+        await close_blocking(events.close(), lambda: consumer)
 
 
 class EventsHub:

@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import FrameError, decode, encode, err
 from bullmq_proxy.ws.session import IChannel, ISession
 
@@ -105,4 +106,5 @@ class WorkerSession:
         for reply in self._pending.values():
             if not reply.done():
                 reply.set_exception(NoReply("The WebSocket worker closed before it replied"))
-        return asyncio.ensure_future(self.worker.close())
+        return asyncio.ensure_future(
+            close_blocking(self.worker.close(), lambda: self.worker.waiting))
