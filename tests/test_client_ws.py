@@ -131,3 +131,24 @@ async def test_clients_reconnect_after_the_server_drops_them(live):
         assert counts == {"waiting": 1}
     finally:
         await queue.close()
+
+
+@on_asyncio
+async def test_many_worker_sockets_share_a_queue(live, sync_redis):
+    done = []
+
+    async def handler(job):
+        done.append(job["id"])
+        return job["data"]
+
+    workers = [WorkerClient(base(live), "mail", TOKEN, handler, concurrency=2)
+               for _ in range(10)]
+    queue = QueueClient(base(live), "mail", TOKEN)
+    try:
+        await asyncio.gather(*(worker.wait_open() for worker in workers))
+        added = await queue.add_bulk([{"name": "n", "data": i} for i in range(100)])
+        while sync_redis.zcard("bull:mail:completed") < 100:
+            await asyncio.sleep(0.05)
+        assert sorted(done) == sorted(job["id"] for job in added)
+    finally:
+        await asyncio.gather(queue.close(), *(worker.close() for worker in workers))
