@@ -214,7 +214,9 @@ async def test_stopped_workers_release_their_redis_connections(proxy, sync_redis
     baseline = len(sync_redis.client_list())
     for _ in range(5):
         await cycle()
-    assert len(sync_redis.client_list()) <= baseline
+    # A leak would keep at least two connections per cycle; the shared pools may open one
+    # more of their own meanwhile.
+    assert len(sync_redis.client_list()) <= baseline + 2
 
 
 @pytest_twisted.ensureDeferred
