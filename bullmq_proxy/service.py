@@ -1,7 +1,8 @@
 """Assembles the proxy: a ``MultiService`` of named services around one shared context.
 
-Start order is the order children are added; ``MultiService`` stops them in reverse, so the
-listeners close first and the embedded Redis (if any) stops last.
+Start order is the order children are added; ``MultiService`` stops them in reverse: the
+workers and sockets finish first (endpoints can still call back during their grace period),
+then the listeners close, then the Redis clients, and the embedded Redis (if any) stops last.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class ProxyContext:
     root: Root
     metrics: Metrics
     readiness: Readiness
+    listeners: MultiService
 
 
 def _with_embedded_redis(config: Config, reactor: Any, parent: MultiService) -> Config:
@@ -112,10 +114,15 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     router.add_routes(queue_routes(queues, metrics))
     router.add_routes(health_routes(readiness))
     router.add_routes(metrics_routes(metrics, config.metrics_token))
+    # Listeners sit between Redis and the components, so that on shutdown (reverse order) the
+    # workers and sockets finish while endpoints can still reach /progress or /complete.
+    listeners = MultiService()
+    listeners.setName("http")
+    listeners.setServiceParent(top)
     context = ProxyContext(
         config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
         queues=queues, gate=gate, router=router, root=Root(router),
-        metrics=metrics, readiness=readiness,
+        metrics=metrics, readiness=readiness, listeners=listeners,
     )
     attach_workers(context, top)
     attach_websockets(context, top)
@@ -126,14 +133,11 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     top = MultiService()
     context = build_context(config, reactor, top)
     config = context.config
-    http = MultiService()
-    http.setName("http")
     site = ProxySite(context.root, config.max_body_size)
     for description in config.listen:
         listener = StreamServerEndpointService(listen_endpoint(reactor, description), site)
         listener.setName(f"listen {description}")
-        listener.setServiceParent(http)
-    http.setServiceParent(top)
+        listener.setServiceParent(context.listeners)
     log.info("bullmq-proxy ready to listen on {listen}, Redis at {redis}",
              listen=", ".join(config.listen), redis=config.redis.display())
     return top
