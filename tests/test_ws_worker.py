@@ -10,6 +10,8 @@ import pytest_twisted
 from bullmq import Queue, Worker
 from bullmq.custom_errors import DelayedError
 
+from bullmq_proxy.config import RedisSettings
+from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.ws.worker import WorkerSession
 from tests.support import make_config
 from tests.ws_support import connect, on_asyncio, start_live_proxy
@@ -178,7 +180,8 @@ async def test_job_taken_after_the_close_goes_back_without_losing_an_attempt(
         def hold_reading(self, reason, holding):
             pass
 
-    session = WorkerSession(Channel(), "mail", 1, {"connection": redis_url}, 5.0)
+    client = worker_client(RedisSettings(url=redis_url), 1)
+    session = WorkerSession(Channel(), "mail", 1, {}, 5.0, client)
     await session.closed()
     (job,) = await add(redis_url, ("late", 1, {"attempts": 1}))
     # Take the job the way the session's worker would have, just after its socket closed.

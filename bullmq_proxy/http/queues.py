@@ -80,7 +80,10 @@ class QueueRoutes:
     async def get(self, call: Call) -> Any:
         queue = self._queues.get(call.params["queueName"])
         job_id = call.params["jobId"]
-        job, state = await asyncio.gather(queue.getJob(job_id), queue.getJobState(job_id))
+        # State first: a job finishes (state and return value) in one script, so a job read
+        # after its state never shows "completed" without its return value.
+        state = await queue.getJobState(job_id)
+        job = await queue.getJob(job_id)
         if job is None:
             raise ProxyError(NOT_FOUND, f"Job {job_id!r} does not exist in this queue.", "jobId")
         return job_json(job, state)

@@ -18,9 +18,9 @@ from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
 from bullmq_proxy.bridge import as_deferred, as_future
-from bullmq_proxy.config import Config, RedisSettings
+from bullmq_proxy.config import Config
 from bullmq_proxy.errors import ProxyError
-from bullmq_proxy.redis.connection import RedisClient, close_client, create_client
+from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
@@ -29,19 +29,6 @@ from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers")
-# Besides one per job in flight: the blocking wait, lock renewal and the stalled-job check.
-CONNECTIONS_PER_WORKER = 4
-
-
-def worker_connection(settings: RedisSettings) -> Any:
-    """Connection options for a bullmq Worker, which opens (and closes) its own clients:
-    handing it the proxy's shared client would let one worker's close shut the pool."""
-    if settings.url:
-        return settings.url
-    return {
-        "host": settings.host, "port": settings.port, "username": settings.username,
-        "password": settings.password, "ssl": settings.tls,
-    }
 
 
 @attrs.frozen
@@ -141,11 +128,7 @@ class WorkersService(Service):
                                  self._config.worker_breaker_window)
         dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
                                 metadata.endpoint.async_timeout_ms, self._observe_call)
-        # A client of its own, built like every other (TLS, Sentinel, Cluster): bullmq's
-        # Worker closes its connection, which must not be the proxy's shared one.
-        concurrency = metadata.opts.get("concurrency", 1)
-        client = create_client(self._config.redis, blocking=True,
-                               max_connections=2 * concurrency + CONNECTIONS_PER_WORKER)
+        client = worker_client(self._config.redis, metadata.opts.get("concurrency", 1))
         opts: dict[str, Any] = {
             **metadata.opts,
             "connection": client,

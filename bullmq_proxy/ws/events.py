@@ -17,8 +17,10 @@ from bullmq import QueueEvents
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from bullmq_proxy.config import RedisSettings
 from bullmq_proxy.errors import ProxyError, invalid
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import Call, FrameError, as_call, decode, encode, err, ok
 from bullmq_proxy.ws.paths import EVENT_NAMES, validate_events
@@ -34,12 +36,13 @@ class Feed:
     """One queue's QueueEvents, shared by every socket listening to that queue."""
 
     def __init__(self, queue: str, redis: aredis.Redis, queues: QueueRegistry,
-                 connection: Any) -> None:
+                 connection: RedisClient) -> None:
         self.listeners: set[Listener] = set()
+        self._connection = connection
         self.ready = asyncio.ensure_future(self._open(queue, redis, queues, connection))
 
     async def _open(self, queue: str, redis: aredis.Redis, queues: QueueRegistry,
-                    connection: Any) -> QueueEvents:
+                    connection: RedisClient) -> QueueEvents:
         last = await redis.xrevrange(queues.key(queue, "events"), count=1)
         events = QueueEvents(queue, {
             "connection": connection, "prefix": queues.prefix,
@@ -61,25 +64,29 @@ class Feed:
         try:
             events = await self.ready
         except (asyncio.CancelledError, Exception):
-            return
-        consumer = events._consumer_task  # close() forgets it before awaiting it
-        await close_blocking(events.close(), lambda: consumer)
+            events = None
+        if events is not None:
+            consumer = events._consumer_task  # close() forgets it before awaiting it
+            await close_blocking(events.close(), lambda: consumer)
+        await close_client(self._connection)
 
 
 class EventsHub:
     """Opens a queue's feed for its first listener and closes it after its last."""
 
-    def __init__(self, redis: aredis.Redis, queues: QueueRegistry, connection: Any) -> None:
+    def __init__(self, redis: aredis.Redis, queues: QueueRegistry,
+                 settings: RedisSettings) -> None:
         self._redis = redis
         self._queues = queues
-        self._connection = connection
+        self._settings = settings
         self._feeds: dict[str, Feed] = {}
         self._closing: set[asyncio.Future[None]] = set()
 
     def subscribe(self, queue: str, listener: Listener) -> Feed:
         feed = self._feeds.get(queue)
         if feed is None:
-            feed = self._feeds[queue] = Feed(queue, self._redis, self._queues, self._connection)
+            feed = self._feeds[queue] = Feed(queue, self._redis, self._queues,
+                                             worker_client(self._settings, 1))
         feed.listeners.add(listener)
         return feed
 

@@ -14,7 +14,7 @@ from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.queues import QueueRegistry
-from bullmq_proxy.workers.service import worker_connection
+from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.ws.commands import Scope
 from bullmq_proxy.ws.events import EventsHub, EventsSession
 from bullmq_proxy.ws.paths import Kind, Target
@@ -35,7 +35,7 @@ class WebSocketService(Service):
         self._closing: set[asyncio.Future[Any]] = set()
         # Adds from every socket share pipelines, as REST adds do among themselves.
         self._batcher = AddBatcher(queues.client)
-        self.hub = EventsHub(redis, queues, worker_connection(config.redis))
+        self.hub = EventsHub(redis, queues, config.redis)
 
     def open_session(self, protocol: ProxyProtocol, target: Target) -> ISession:
         self.sockets.add(protocol)
@@ -46,13 +46,13 @@ class WebSocketService(Service):
             return QueueSession(protocol, scope, self.config.request_timeout)
         if target.kind is Kind.WORKER:
             opts = {
-                "connection": worker_connection(self.config.redis),
                 "prefix": self.config.queue_prefix,
                 "lockDuration": self.config.worker_lock_duration,
                 "stalledInterval": self.config.worker_stalled_interval,
             }
+            client = worker_client(self.config.redis, target.concurrency)
             return WorkerSession(protocol, target.queue, target.concurrency, opts,
-                                 self.config.ws_message_timeout)
+                                 self.config.ws_message_timeout, client)
         return EventsSession(protocol, self.hub, target.queue, target.events)
 
     def close_session(self, protocol: ProxyProtocol, session: ISession) -> None:

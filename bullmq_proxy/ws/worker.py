@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.redis.connection import RedisClient, close_client
 from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import FrameError, decode, encode, err
 from bullmq_proxy.ws.session import IChannel, ISession
@@ -47,14 +48,16 @@ def _failure_message(value: Any) -> str:
 class WorkerSession:
     def __init__(
         self, channel: IChannel, queue: str, concurrency: int, opts: dict[str, Any],
-        timeout: float,
+        timeout: float, client: RedisClient,
     ) -> None:
         self._channel = channel
+        self._client = client
         self._timeout = timeout
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._last_id = 0
         self._open = True
-        self.worker = Worker(queue, self._process, {**opts, "concurrency": concurrency})
+        self.worker = Worker(queue, self._process,
+                             {**opts, "connection": client, "concurrency": concurrency})
         self.worker.on("error", lambda error, *_: log.warn(
             "WebSocket worker of queue {queue} hit an error: {error}",
             queue=queue, error=f"{error.__class__.__name__}: {error}"))
@@ -106,5 +109,8 @@ class WorkerSession:
         for reply in self._pending.values():
             if not reply.done():
                 reply.set_exception(NoReply("The WebSocket worker closed before it replied"))
-        return asyncio.ensure_future(
-            close_blocking(self.worker.close(), lambda: self.worker.waiting))
+        return asyncio.ensure_future(self._close())
+
+    async def _close(self) -> None:
+        await close_blocking(self.worker.close(), lambda: self.worker.waiting)
+        await close_client(self._client)
