@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
 import redis
 
-from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_server_argv
+from bullmq_proxy.redis.embedded import free_port
+from tests.redis_process import start_redis
 from tests.support import make_config, start_proxy
 
 
@@ -20,20 +19,7 @@ def redis_server() -> Iterator[str]:
     """The URL of a private redis-server started for this test session."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bullmq-proxy-test-redis-") as data_dir:
-        argv = redis_server_argv(find_redis_server(), port, data_dir, persistent=False)
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    process.kill()
-                    raise RuntimeError("redis-server did not start for the tests") from None
-                time.sleep(0.05)
-        client.close()
+        process = start_redis(port, data_dir)
         try:
             yield f"redis://127.0.0.1:{port}/0"
         finally:

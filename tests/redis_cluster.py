@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
 from bullmq_proxy.redis.embedded import find_redis_server
+from tests.redis_process import wait_for_redis
 
 BUS_PORT_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
 
@@ -39,17 +39,6 @@ def cluster_ports(count: int) -> list[int]:
     return ports
 
 
-def _wait(check, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(redis.RedisError):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Redis Cluster: {what} did not happen in time")
-        time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def running_cluster(directory: Path, nodes: int = 3) -> Iterator[list[int]]:
     """Start ``nodes`` masters sharing the 16384 slots; yields their ports."""
@@ -68,7 +57,7 @@ def running_cluster(directory: Path, nodes: int = 3) -> Iterator[list[int]]:
             ))
         clients = [redis.Redis(port=port) for port in ports]
         for client in clients:
-            _wait(client.ping, "node start")
+            wait_for_redis(client.ping, "Redis Cluster: node start")
         # Slots split evenly, then every node meets the first: what `redis-cli --cluster
         # create` does, without needing redis-cli.
         share = 16384 // nodes
@@ -78,8 +67,10 @@ def running_cluster(directory: Path, nodes: int = 3) -> Iterator[list[int]]:
         for client in clients[1:]:
             client.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
         for client in clients:
-            _wait(lambda c=client: c.cluster("info")["cluster_state"] == "ok", "cluster state ok")
-            _wait(lambda c=client: len(c.cluster("nodes")) == nodes, "node discovery")
+            wait_for_redis(lambda c=client: c.cluster("info")["cluster_state"] == "ok",
+                           "Redis Cluster: cluster state ok")
+            wait_for_redis(lambda c=client: len(c.cluster("nodes")) == nodes,
+                           "Redis Cluster: node discovery")
         for client in clients:
             client.close()
         yield ports

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bullmq_proxy.metrics import Metrics, method_label, status_class
 from bullmq_proxy.redis.embedded import free_port
+from tests.redis_process import start_redis
 from tests.support import AUTH, make_config, start_proxy
-from tests.test_redis_connection import _start_redis as start_redis
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -154,7 +154,7 @@ def test_method_label(method, label):
 @pytest_twisted.ensureDeferred
 async def test_redis_failures_and_recoveries_are_counted(tmp_path):
     port = free_port()
-    server = start_redis(port, tmp_path)
+    server = start_redis(port, tmp_path, persistent=True)
     proxy = await start_proxy(make_config(f"redis://127.0.0.1:{port}/0"))
     try:
         job = [{"name": "a", "data": 1}]
@@ -168,7 +168,7 @@ async def test_redis_failures_and_recoveries_are_counted(tmp_path):
         scraped = await scrape(proxy)
         failures = value(scraped, "bullmq_proxy_redis_command_errors_total", kind="connection")
         assert failures >= 1
-        server = start_redis(port, tmp_path)
+        server = start_redis(port, tmp_path, persistent=True)
         assert (await proxy.request("GET", "/queues/mail/jobs/1", headers=AUTH))[0] == 200
         scraped = await scrape(proxy)
         assert value(scraped, "bullmq_proxy_redis_reconnects_total") >= 1

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
 import pytest_twisted
-import redis
 
 from bullmq_proxy.config import RedisSettings
-from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_server_argv
+from bullmq_proxy.redis.embedded import free_port
+from tests.redis_process import start_redis
 from tests.support import AUTH, make_config, start_proxy
 
 
@@ -36,25 +33,10 @@ async def test_acl_username_and_password(redis_url, acl_user, password, status):
         await proxy.stop()
 
 
-def _start_redis(port, data_dir):
-    process = subprocess.Popen(redis_server_argv(find_redis_server(), port, str(data_dir),
-                                                 persistent=True),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return process
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("redis-server did not start")
-
-
 @pytest_twisted.ensureDeferred
 async def test_requests_recover_after_redis_restarts(tmp_path):
     port = free_port()
-    server = _start_redis(port, tmp_path)
+    server = start_redis(port, tmp_path, persistent=True)
     proxy = await start_proxy(make_config(f"redis://127.0.0.1:{port}/0"))
     try:
         job = [{"name": "a", "data": 1}]
@@ -64,7 +46,7 @@ async def test_requests_recover_after_redis_restarts(tmp_path):
         server.wait(10)
         assert (await proxy.request("POST", "/queues/mail/jobs", json_body=job,
                                     headers=AUTH))[0] == 503
-        server = _start_redis(port, tmp_path)
+        server = start_redis(port, tmp_path, persistent=True)
         status, body, _ = await proxy.request("GET", "/queues/mail/jobs/1", headers=AUTH)
         assert status == 200
         assert body["name"] == "a"  # the append-only file kept it

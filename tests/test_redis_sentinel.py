@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,22 +12,10 @@ import redis
 from bullmq_proxy.config import load_config
 from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_server_argv
 from tests.probes import until_ready
+from tests.redis_process import wait_for_redis
 from tests.support import AUTH, TOKEN, start_proxy
 
 MASTER = "proxy-master"
-
-
-def _wait_until(check, what: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if check():
-                return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not happen in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +34,11 @@ def sentinel_port(tmp_path_factory) -> Iterator[int]:
     ]
     try:
         sentinel = redis.Redis(port=port, decode_responses=True)
-        _wait_until(lambda: sentinel.sentinel_get_master_addr_by_name(MASTER),
+        wait_for_redis(lambda: sentinel.sentinel_get_master_addr_by_name(MASTER),
                     "Sentinel knowing the master")
         sentinel.close()
         master = redis.Redis(port=master_port)
-        _wait_until(master.ping, "master start")
+        wait_for_redis(master.ping, "master start")
         master.flushall()
         master.close()
         yield port

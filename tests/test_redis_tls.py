@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from bullmq_proxy.config import ConfigError, load_config
 from bullmq_proxy.redis.embedded import find_redis_server, free_port
 from tests.probes import until_ready
+from tests.redis_process import wait_for_redis
 from tests.support import AUTH, TOKEN, start_proxy
 
 
@@ -102,15 +102,7 @@ def tls_redis(tmp_path_factory) -> Iterator[TlsRedis]:
     client = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(directory / "test-ca.crt"),
                          ssl_certfile=str(client_cert), ssl_keyfile=str(client_key))
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the TLS redis-server did not start") from None
-                time.sleep(0.05)
+        wait_for_redis(client.ping, "the TLS redis-server starting", process=process)
         yield TlsRedis(port, directory / "test-ca.crt", client_cert, client_key,
                        directory / "other-ca.crt")
     finally:
