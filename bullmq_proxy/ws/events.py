@@ -22,7 +22,7 @@ from bullmq_proxy.errors import ProxyError, invalid
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.ws.closing import close_blocking
-from bullmq_proxy.ws.messages import Call, FrameError, as_call, decode, encode, err, ok
+from bullmq_proxy.ws.messages import Call, encode, err, ok, read_call
 from bullmq_proxy.ws.paths import EVENT_NAMES, validate_events
 from bullmq_proxy.ws.queue import reply_error
 from bullmq_proxy.ws.session import IChannel, ISession
@@ -122,10 +122,8 @@ class EventsSession:
             self._channel.send(encode(0, {"event": name, "args": args}))
 
     def received(self, payload: bytes) -> None:
-        try:
-            call = as_call(decode(payload))
-        except FrameError as error:
-            self._channel.send(err(error.id, error.error))
+        call = read_call(payload, self._channel.send)
+        if call is None:
             return
         try:
             if call.fn not in ("on", "off"):

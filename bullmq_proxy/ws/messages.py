@@ -7,6 +7,7 @@ read, so that every malformed frame gets an err reply instead of killing the soc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -68,6 +69,15 @@ def as_call(message: Message) -> Call:
     if not isinstance(args, list):
         raise FrameError(message.id, invalid("args", "args must be a JSON array"))
     return Call(message.id, fn, args)
+
+
+def read_call(payload: bytes, send: Callable[[bytes], None]) -> Call | None:
+    """The call a frame holds; a malformed frame is answered with its err reply instead."""
+    try:
+        return as_call(decode(payload))
+    except FrameError as error:
+        send(err(error.id, error.error))
+        return None
 
 
 def encode(message_id: MessageId, data: Any) -> bytes:

@@ -13,7 +13,7 @@ from zope.interface import implementer
 from bullmq_proxy.errors import INTERNAL, ProxyError
 from bullmq_proxy.http.router import classify
 from bullmq_proxy.ws.commands import Scope, run_command
-from bullmq_proxy.ws.messages import Call, FrameError, as_call, decode, err, ok
+from bullmq_proxy.ws.messages import Call, err, ok, read_call
 from bullmq_proxy.ws.session import IChannel, ISession
 
 log = Logger(namespace="bullmq_proxy.ws.queue")
@@ -41,10 +41,8 @@ class QueueSession:
         self._tasks: set[asyncio.Future[None]] = set()
 
     def received(self, payload: bytes) -> None:
-        try:
-            call = as_call(decode(payload))
-        except FrameError as error:
-            self._channel.send(err(error.id, error.error))
+        call = read_call(payload, self._channel.send)
+        if call is None:
             return
         task = asyncio.ensure_future(self._serve(call))
         self._tasks.add(task)
