@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bullmq import Job
+from bullmq import Job, Queue
 
 
 def job_json(job: Job, state: str | None = None) -> dict[str, Any]:
@@ -35,3 +35,14 @@ def job_json(job: Job, state: str | None = None) -> dict[str, Any]:
     if state is not None:
         rendered["state"] = state
     return rendered
+
+
+async def read_job(queue: Queue, job_id: str) -> dict[str, Any] | None:
+    """The job with its state, or None when it does not exist.
+
+    The state is read first: a job finishes (state and return value) in one script, so a job
+    read after its state never shows "completed" without its return value.
+    """
+    state = await queue.getJobState(job_id)
+    job = await queue.getJob(job_id)
+    return None if job is None else job_json(job, state)

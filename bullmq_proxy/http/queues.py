@@ -11,7 +11,7 @@ from bullmq import Job, Queue
 from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
-from bullmq_proxy.jobs import job_json
+from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.validation import NewJob, validate_jobs, validate_page, validate_states
@@ -80,13 +80,10 @@ class QueueRoutes:
     async def get(self, call: Call) -> Any:
         queue = self._queues.get(call.params["queueName"])
         job_id = call.params["jobId"]
-        # State first: a job finishes (state and return value) in one script, so a job read
-        # after its state never shows "completed" without its return value.
-        state = await queue.getJobState(job_id)
-        job = await queue.getJob(job_id)
+        job = await read_job(queue, job_id)
         if job is None:
             raise ProxyError(NOT_FOUND, f"Job {job_id!r} does not exist in this queue.", "jobId")
-        return job_json(job, state)
+        return job
 
     async def logs(self, call: Call) -> Any:
         page = validate_page(call.query)

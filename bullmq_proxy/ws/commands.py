@@ -6,7 +6,6 @@ JavaScript clients send ``undefined``) and raises ``ProxyError`` naming ``args[i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -15,7 +14,7 @@ from bullmq import Queue
 
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.http.queues import BulkAdd, add_jobs
-from bullmq_proxy.jobs import job_json
+from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.validation import (
     JOB_STATES,
     NewJob,
@@ -151,9 +150,7 @@ async def get_workers(scope: Scope, args: Args) -> Any:
 
 
 async def get_job(scope: Scope, args: Args) -> Any:
-    job_id = args.job_id(0)
-    job, state = await asyncio.gather(scope.queue.getJob(job_id), scope.queue.getJobState(job_id))
-    return None if job is None else job_json(job, state)
+    return await read_job(scope.queue, args.job_id(0))
 
 
 async def update_job_progress(scope: Scope, args: Args) -> Any:
