@@ -243,3 +243,15 @@ async def test_oversize_message_closes_with_1009(redis_url):
         assert code == 1009
     finally:
         await live.stop_from_asyncio()
+
+
+@on_asyncio
+async def test_adds_over_the_socket_are_counted_like_rest_adds(live):
+    ws = await connect(live.url, "/ws/queues/mail")
+    await ws.call(1, "add", "a", 1, None)
+    await ws.call(2, "addBulk", [{"name": "b", "data": 2}, {"name": "c", "data": 3}])
+    await ws.call(3, "addBulk", [{"name": "d"}])  # refused: counts nothing
+    await ws.close()
+    added = live.context.metrics.registry.get_sample_value(
+        "bullmq_proxy_jobs_added_total", {"queue": "mail"})
+    assert added == 3

@@ -32,10 +32,12 @@ MAX_JOBS_PER_CALL = 1000
 
 @attrs.frozen
 class Scope:
-    """What a command acts on: the socket's queue, and the shared add pipeline."""
+    """What a command acts on: the socket's queue, the shared add pipeline, and the count of
+    jobs added to the queue (the same metric REST adds feed)."""
 
     queue: Queue
     bulk: BulkAdd
+    added: Callable[[int], None]
 
 
 class Args:
@@ -98,6 +100,7 @@ async def add(scope: Scope, args: Args) -> Any:
     opts = validate_job_opts(args.raw(2), "args[2]") if args.given(2) else {}
     (added,) = await add_jobs(scope.queue, [NewJob(name=name, data=args.raw(1), opts=opts)],
                               scope.bulk)
+    scope.added(1)
     return added
 
 
@@ -105,9 +108,11 @@ async def add_bulk(scope: Scope, args: Args) -> Any:
     jobs = args.raw(0)
     if not isinstance(jobs, list):
         raise invalid("args[0]", "args[0] must be a JSON array of {name, data, opts}")
-    return await add_jobs(
+    added = await add_jobs(
         scope.queue, [validate_job(job, f"args[0][{i}]") for i, job in enumerate(jobs)],
         scope.bulk)
+    scope.added(len(added))
+    return added
 
 
 async def pause(scope: Scope, args: Args) -> Any:

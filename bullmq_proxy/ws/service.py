@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
+from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.ws.commands import Scope
@@ -27,9 +28,11 @@ log = Logger(namespace="bullmq_proxy.ws")
 
 
 class WebSocketService(Service):
-    def __init__(self, config: Config, queues: QueueRegistry, redis: Any) -> None:
+    def __init__(self, config: Config, queues: QueueRegistry, redis: Any,
+                 metrics: Metrics) -> None:
         self.name = "websockets"
         self.config = config
+        self._metrics = metrics
         self._queues = queues
         self.sockets: set[ProxyProtocol] = set()
         self._closing: set[asyncio.Future[Any]] = set()
@@ -42,7 +45,8 @@ class WebSocketService(Service):
         log.debug("WebSocket opened: {kind} of queue {queue}",
                   kind=target.kind.value, queue=target.queue)
         if target.kind is Kind.QUEUE:
-            scope = Scope(self._queues.get(target.queue), self._batcher.add_bulk)
+            scope = Scope(self._queues.get(target.queue), self._batcher.add_bulk,
+                          self._metrics.jobs_added.labels(target.queue).inc)
             return QueueSession(protocol, scope, self.config.request_timeout)
         if target.kind is Kind.WORKER:
             opts = {
