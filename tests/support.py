@@ -12,8 +12,9 @@ from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from bullmq_proxy.bridge import as_deferred
+from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
+from bullmq_proxy.http.site import ProxySite
 from bullmq_proxy.service import ProxyContext, build_context
 
 TOKEN = "test-token"
@@ -87,3 +88,46 @@ async def start_proxy(config: Config) -> Proxy:
 def aio(awaitable: Awaitable[T]) -> defer.Deferred[T]:
     """Await an asyncio coroutine from a Twisted-driven test."""
     return as_deferred(awaitable)  # type: ignore[arg-type]
+
+
+@attrs.define
+class LiveProxy:
+    """A proxy built in this process, listening on a real loopback port."""
+
+    proxy: Proxy
+    port: Any
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port.getHost().port}"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port.getHost().port}"
+
+    @property
+    def context(self) -> ProxyContext:
+        return self.proxy.context
+
+    @property
+    def workers(self) -> Any:
+        return self.proxy.services.getServiceNamed("workers")
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
+        return await self.proxy.request(method, path, **kwargs)
+
+    async def stop(self) -> None:
+        await self.port.stopListening()
+        await self.proxy.stop()
+
+    def stop_from_asyncio(self) -> Any:
+        """``stop`` for a test running on asyncio (see ``ws_support.on_asyncio``)."""
+        return as_future(defer.ensureDeferred(self.stop()))
+
+
+async def start_live_proxy(config: Config) -> LiveProxy:
+    from twisted.internet import reactor
+
+    proxy = await start_proxy(config)
+    site = ProxySite(proxy.context.root, config.max_body_size)
+    return LiveProxy(proxy, reactor.listenTCP(0, site, interface="127.0.0.1"))

@@ -14,8 +14,8 @@ from bullmq_proxy.client import (
     Refused,
     WorkerClient,
 )
-from tests.support import TOKEN, make_config
-from tests.ws_support import on_asyncio, start_live_proxy
+from tests.support import TOKEN, make_config, start_live_proxy
+from tests.ws_support import on_asyncio
 
 
 @pytest_twisted.async_yield_fixture

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, task
 
 from bullmq_proxy.bridge import as_future
-from tests.support import TOKEN, aio, make_config
+from tests.support import TOKEN, aio, make_config, start_live_proxy
 from tests.workers_helpers import (
     add_job,
     eventually,
@@ -16,7 +16,6 @@ from tests.workers_helpers import (
     listen_endpoint,
     ok,
     register,
-    start_live_proxy,
 )
 
 

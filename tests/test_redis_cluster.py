@@ -15,7 +15,7 @@ from bullmq_proxy.config import ConfigError, load_config
 from bullmq_proxy.redis.cluster import has_hash_tag, queue_keys_share_a_slot
 from tests.probes import until_ready
 from tests.redis_cluster import running_cluster
-from tests.support import AUTH, TOKEN, start_proxy
+from tests.support import AUTH, TOKEN, start_live_proxy, start_proxy
 from tests.workers_helpers import (
     QUEUE,
     add_job,
@@ -24,7 +24,6 @@ from tests.workers_helpers import (
     ok,
     post_json,
     register,
-    start_live_proxy,
 )
 
 WORKER_KEYS = {"WORKER_METADATA_KEY": "{bmqp}:w:meta",

@@ -8,7 +8,7 @@ from twisted.internet import task
 
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.workers.settlement import _finishing
-from tests.support import AUTH, aio, make_config
+from tests.support import AUTH, aio, make_config, start_live_proxy
 from tests.workers_helpers import (
     add_job,
     eventually,
@@ -18,7 +18,6 @@ from tests.workers_helpers import (
     ok,
     post_json,
     register,
-    start_live_proxy,
 )
 
 CONFIG = {"worker_lock_duration": 1000, "worker_stalled_interval": 500}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest_twisted
 from twisted.internet import task
 
-from tests.support import AUTH, TOKEN, make_config
+from tests.support import AUTH, TOKEN, make_config, start_live_proxy
 from tests.workers_helpers import (
     QUEUE,
     add_job,
@@ -16,7 +16,6 @@ from tests.workers_helpers import (
     ok,
     post_json,
     register,
-    start_live_proxy,
 )
 
 

@@ -12,7 +12,7 @@ from bullmq_proxy.config import ConfigError
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.workers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from bullmq_proxy.workers.signing import signature_headers, validate_secrets
-from tests.support import AUTH, make_config, start_proxy
+from tests.support import AUTH, make_config, start_live_proxy, start_proxy
 from tests.workers_helpers import (
     add_job,
     eventually,
@@ -21,7 +21,6 @@ from tests.workers_helpers import (
     listen_endpoint,
     ok,
     register,
-    start_live_proxy,
 )
 
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -8,8 +8,8 @@ import contextlib
 import pytest_twisted
 from bullmq import Queue, Worker
 
-from tests.support import make_config
-from tests.ws_support import connect, on_asyncio, start_live_proxy
+from tests.support import make_config, start_live_proxy
+from tests.ws_support import connect, on_asyncio
 
 
 @pytest_twisted.async_yield_fixture

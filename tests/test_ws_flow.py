@@ -12,8 +12,8 @@ from twisted.logger import globalLogPublisher
 
 from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.flow import Outbox, ReadValve
-from tests.support import TOKEN, make_config
-from tests.ws_support import connect, on_asyncio, start_live_proxy
+from tests.support import TOKEN, make_config, start_live_proxy
+from tests.ws_support import connect, on_asyncio
 
 
 def make_outbox(limit=10):

@@ -7,8 +7,8 @@ import json
 
 import pytest_twisted
 
-from tests.support import TOKEN, make_config
-from tests.ws_support import connect, on_asyncio, raw_upgrade, start_live_proxy
+from tests.support import TOKEN, make_config, start_live_proxy
+from tests.ws_support import connect, on_asyncio, raw_upgrade
 
 
 @pytest_twisted.async_yield_fixture

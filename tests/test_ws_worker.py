@@ -13,8 +13,8 @@ from bullmq.custom_errors import DelayedError
 from bullmq_proxy.config import RedisSettings
 from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.ws.worker import WorkerSession
-from tests.support import make_config
-from tests.ws_support import connect, on_asyncio, start_live_proxy
+from tests.support import make_config, start_live_proxy
+from tests.ws_support import connect, on_asyncio
 
 
 @pytest_twisted.async_yield_fixture

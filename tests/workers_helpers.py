@@ -12,8 +12,7 @@ from twisted.internet import defer, task
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from bullmq_proxy.http.site import ProxySite
-from tests.support import AUTH, Proxy, start_proxy
+from tests.support import AUTH
 
 Answer = tuple[int, dict[str, str], bytes | str]
 QUEUE = "{testQueue-e2e}"
@@ -91,37 +90,6 @@ def listen_endpoint(handler: Callable[[Delivery], Awaitable[Answer]]) -> Endpoin
 
     resource = EndpointResource(handler)
     return Endpoint(resource, reactor.listenTCP(0, Site(resource), interface="127.0.0.1"))
-
-
-@attrs.define
-class LiveProxy:
-    """A proxy built in this process, listening on a loopback port."""
-
-    proxy: Proxy
-    port: Any
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port.getHost().port}"
-
-    @property
-    def workers(self) -> Any:
-        return self.proxy.services.getServiceNamed("workers")
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
-        return await self.proxy.request(method, path, **kwargs)
-
-    async def stop(self) -> None:
-        await self.port.stopListening()
-        await self.proxy.stop()
-
-
-async def start_live_proxy(config: Any) -> LiveProxy:
-    from twisted.internet import reactor
-
-    proxy = await start_proxy(config)
-    site = ProxySite(proxy.context.root, config.max_body_size)
-    return LiveProxy(proxy, reactor.listenTCP(0, site, interface="127.0.0.1"))
 
 
 async def post_json(url: str, body: Any, token: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""A proxy on a real port and a bare WebSocket test client (Autobahn on asyncio)."""
+"""A bare WebSocket test client for the proxy (websockets, on asyncio)."""
 
 from __future__ import annotations
 
@@ -9,46 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-import attrs
 import pytest_twisted
 import websockets.asyncio.client
-from twisted.internet import defer
 from websockets.asyncio.client import ClientConnection
 
-from bullmq_proxy.bridge import as_future
-from bullmq_proxy.config import Config
-from bullmq_proxy.http.site import ProxySite
-from tests.support import TOKEN, Proxy, aio, start_proxy
-
-
-@attrs.define
-class LiveProxy:
-    proxy: Proxy
-    port: Any
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port.getHost().port}"
-
-    @property
-    def context(self) -> Any:
-        return self.proxy.context
-
-    async def stop(self) -> None:
-        await self.port.stopListening()
-        await self.proxy.stop()
-
-    def stop_from_asyncio(self) -> asyncio.Future[None]:
-        return as_future(defer.ensureDeferred(self.stop()))
-
-
-async def start_live_proxy(config: Config) -> LiveProxy:
-    from twisted.internet import reactor
-
-    proxy = await start_proxy(config)
-    site = ProxySite(proxy.context.root, config.max_body_size)
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    return LiveProxy(proxy, port)
+from tests.support import TOKEN, aio
 
 
 class Refused(Exception):
