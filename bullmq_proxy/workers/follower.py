@@ -67,11 +67,15 @@ class RegistryFollower:
                     await self.sync()
                     synced = True
                 await self.read_once()
-            except (redis.exceptions.RedisError, OSError) as err:
-                log.warn("Worker registry unavailable ({error}); resyncing in {delay}s",
-                         error=err.__class__.__name__, delay=RETRY_DELAY)
-            except Exception:
-                log.failure("Unexpected error following the worker registry; resyncing")
+            except Exception as err:
+                if self.stopping:
+                    # Shutdown closes the clients under a read still in flight: not a fault.
+                    return
+                if isinstance(err, redis.exceptions.RedisError | OSError):
+                    log.warn("Worker registry unavailable ({error}); resyncing in {delay}s",
+                             error=err.__class__.__name__, delay=RETRY_DELAY)
+                else:
+                    log.failure("Unexpected error following the worker registry; resyncing")
             else:
                 continue
             synced = False
