@@ -17,6 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
+from benchmarks.processes import children, listening_sockets
 from bullmq_proxy.processes import (
     ORPHAN_DEADLINE_SECONDS,
     ParentWatchService,
@@ -29,20 +30,6 @@ from bullmq_proxy.reuseport import ReusePortEndpoint, parse_endpoint
 from tests.twistd_process import proxy_env, run_twistd, start_twistd
 
 TOKEN = "processes-token"
-
-
-def listening_sockets(port: int) -> int:
-    """How many sockets listen on ``port`` (state 0A in /proc/net/tcp)."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
-            count += 1
-    return count
-
-
-def children_of(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def alive(pid: int) -> bool:
@@ -123,7 +110,7 @@ def test_processes_share_the_port_serve_and_stop_with_the_first(tmp_path, redis_
     try:
         proxy.wait_ready()
         assert wait_until(lambda: listening_sockets(port) == 2)
-        (child,) = children_of(proxy.process.pid)
+        (child,) = children(proxy.process.pid)
         for n in range(6):
             status, body = proxy.request("POST", "/queues/shared/jobs",
                                          [{"name": "job", "data": n}], TOKEN)
@@ -143,7 +130,7 @@ def test_copies_stop_when_the_first_process_is_killed(tmp_path, redis_url):
     try:
         proxy.wait_ready()
         assert wait_until(lambda: listening_sockets(port) == 3)
-        copies = children_of(proxy.process.pid)
+        copies = children(proxy.process.pid)
         assert len(copies) == 2
         proxy.stop(signal.SIGKILL)
         assert wait_until(lambda: not any(alive(pid) for pid in copies))
