@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from treq.client import HTTPClient
 from twisted.application.service import MultiService
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from bullmq_proxy.config import ConfigError
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.health import condition
 from bullmq_proxy.http.workers import settlement_routes, worker_routes
 from bullmq_proxy.live_metrics import worker_gauges
+from bullmq_proxy.workers.http_client import endpoint_client
 from bullmq_proxy.workers.service import WorkersService
 from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.signing import validate_secrets
 from bullmq_proxy.workers.store import WorkerStore
-
-# Endpoints are usually few and busy: keep enough idle connections per host for concurrency.
-PERSISTENT_PER_HOST = 32
 
 
 def attach_workers(context: Any, top: MultiService) -> WorkersService:
@@ -30,14 +26,12 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
             validate_secrets(list(config.worker_signing_secret), "WORKER_SIGNING_SECRET")
         except ProxyError as err:
             raise ConfigError(err.detail) from None
-    pool = HTTPConnectionPool(context.reactor)
-    pool.maxPersistentPerHost = PERSISTENT_PER_HOST
     store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,
                         config.max_len_worker_metadata_stream)
     settlements = Settlements(context.redis, context.queues)
-    workers = WorkersService(config, context.reactor, store, context.blocking_redis,
-                             HTTPClient(Agent(context.reactor, pool=pool)), settlements, pool,
-                             context.metrics.observe_endpoint_call)
+    http, pool = endpoint_client(context.reactor)
+    workers = WorkersService(config, context.reactor, store, context.blocking_redis, http,
+                             settlements, pool, context.metrics.observe_endpoint_call)
     workers.setServiceParent(top)
     context.metrics.on_scrape(worker_gauges(context.metrics, workers))
     context.readiness.add("workers", condition(lambda: workers.loaded,

@@ -30,6 +30,9 @@ from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers")
 
+# The least idle connections kept per endpoint host, however few workers run.
+MIN_PERSISTENT_PER_HOST = 32
+
 
 @attrs.frozen
 class RunningWorker:
@@ -118,6 +121,7 @@ class WorkersService(Service):
         if current is not None:
             self._stop_worker(queue)
         self.workers[queue] = self._start_worker(metadata)
+        self._size_pool()
         log.info("Worker of queue {queue} {how}", queue=queue,
                  how="replaced" if current is not None else "started")
 
@@ -142,8 +146,16 @@ class WorkersService(Service):
             error=f"{err.__class__.__name__}: {err}"))
         return RunningWorker(metadata, worker, dispatcher, client)
 
+    def _size_pool(self) -> None:
+        """Keep an idle connection for every slot: a pool smaller than the concurrency closes
+        connections that the next calls must open again, one TCP handshake per job."""
+        if self._pool is not None:
+            slots = sum(w.metadata.opts.get("concurrency", 1) for w in self.workers.values())
+            self._pool.maxPersistentPerHost = max(MIN_PERSISTENT_PER_HOST, slots)
+
     def _stop_worker(self, queue: str) -> None:
         running = self.workers.pop(queue)
+        self._size_pool()
         closing = asyncio.ensure_future(self._close(running))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
