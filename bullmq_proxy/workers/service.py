@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from bullmq import Worker
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -23,6 +22,7 @@ from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
+from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
 from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
 from bullmq_proxy.workers.settlement import Settlements
@@ -37,7 +37,7 @@ MIN_PERSISTENT_PER_HOST = 32
 @attrs.frozen
 class RunningWorker:
     metadata: WorkerMetadata
-    worker: Worker
+    worker: FetchNextWorker
     dispatcher: Dispatcher
     client: RedisClient
 
@@ -140,7 +140,7 @@ class WorkersService(Service):
             "lockDuration": self._config.worker_lock_duration,
             "stalledInterval": self._config.worker_stalled_interval,
         }
-        worker = Worker(metadata.queue, dispatcher, opts)
+        worker = FetchNextWorker(metadata.queue, dispatcher, opts)
         worker.on("error", lambda err, *_: log.warn(
             "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
             error=f"{err.__class__.__name__}: {err}"))
