@@ -194,10 +194,12 @@ def wait_for(done: Callable[[], bool], limit: float) -> bool:
     return True
 
 
-def workload_b(workdir: Path, jobs: int) -> list[dict]:
-    results = []
-    with stack(workdir / "b-proxy") as (url, base, proxy, red), \
-            processes.nginx(workdir / "b-proxy") as (endpoint, nginx_process):
+def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
+    """The proxy with ``proxy_processes`` processes: each runs the queue's worker with the
+    registered concurrency, as separate proxy instances would."""
+    where = workdir / f"b-proxy-{proxy_processes}"
+    with stack(where, proxy_processes=proxy_processes) as (url, base, proxy, red), \
+            processes.nginx(where) as (endpoint, nginx_process):
         fill(url, jobs)
         before = cpu_of_tree(proxy.pid)
         nginx_before = cpu_of_tree(nginx_process.pid)
@@ -208,35 +210,36 @@ def workload_b(workdir: Path, jobs: int) -> list[dict]:
             "opts": {"concurrency": 100},
         })
         if status != 200:
-            results.append({"workload": "B-process", "side": "proxy", "runnable": False,
-                            "reason": f"POST /workers answered {status}: {answer!s:.200}"})
-        else:
-            finished = wait_for(lambda: counts(url)["completed"] + counts(url)["failed"] >= jobs,
-                                300)
-            seconds = time.perf_counter() - started
-            final = counts(url)
-            cpu = cpu_of_tree(proxy.pid) - before
-            http("DELETE", f"{base}/workers/{QUEUE}")
-            results.append({
-                "workload": "B-process", "side": "proxy", "runnable": True,
-                "finished": finished, "jobs": final["completed"], "failed": final["failed"],
-                "jobs_per_s": rate(final["completed"], seconds),
-                "proxy_cpu_s": round(cpu, 2),
-                "proxy_cpu_ms_per_job": round(1000 * cpu / max(final["completed"], 1), 3),
-                "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
-                "endpoint_cpu_s": round(cpu_of_tree(nginx_process.pid) - nginx_before, 2),
-                "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
-            })
+            return [{"workload": "B-process", "side": side(proxy_processes), "runnable": False,
+                     "reason": f"POST /workers answered {status}: {answer!s:.200}"}]
+        finished = wait_for(lambda: counts(url)["completed"] + counts(url)["failed"] >= jobs, 300)
+        seconds = time.perf_counter() - started
+        final = counts(url)
+        cpu = cpu_of_tree(proxy.pid) - before
+        http("DELETE", f"{base}/workers/{QUEUE}")
+        return [{
+            "workload": "B-process", "side": side(proxy_processes), "runnable": True,
+            "proxy_processes": proxy_processes,
+            "finished": finished, "jobs": final["completed"], "failed": final["failed"],
+            "jobs_per_s": rate(final["completed"], seconds),
+            "proxy_cpu_s": round(cpu, 2),
+            "proxy_cpu_ms_per_job": round(1000 * cpu / max(final["completed"], 1), 3),
+            "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+            "endpoint_cpu_s": round(cpu_of_tree(nginx_process.pid) - nginx_before, 2),
+            "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
+        }]
+
+
+def worker_baseline(workdir: Path, jobs: int) -> list[dict]:
     with stack(workdir / "b-worker", with_proxy=False) as (url, _, _, red):
         fill(url, jobs)
         result = python_tool("benchmarks.baseline", "worker", url, QUEUE, str(jobs))
-        results.append({
+        return [{
             "workload": "B-process", "side": "baseline bullmq.Worker", "jobs": result["jobs"],
             "jobs_per_s": rate(result["jobs"], result["seconds"]),
             "client_cpu_s": round(result["cpu_s"], 2),
             "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
-        })
-    return results
+        }]
 
 
 # --- workload C: WebSocket ----------------------------------------------------------------
@@ -353,11 +356,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--proxy-processes", default="1,2",
-                        help="comma-separated --processes values to run workload A with")
+                        help="comma-separated --processes values to run workloads A and B with")
     parser.add_argument("--only", default="A,B,C,M,S", help="comma-separated workloads")
     parser.add_argument("--note", default="", help="free text stored with every result")
     args = parser.parse_args()
     chosen = set(args.only.upper().split(","))
+    process_counts = [int(count) for count in args.proxy_processes.split(",")]
     stamp = datetime.datetime.now(datetime.UTC)
     common = {"date": stamp.isoformat(timespec="seconds"), "machine": machine(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
@@ -368,11 +372,15 @@ def main() -> None:
         workdir = Path(tmp)
         for name, workload in (
             ("A", lambda: [
-                *(row for count in args.proxy_processes.split(",")
-                  for row in workload_a(workdir, args.jobs, args.connections, int(count))),
+                *(row for count in process_counts
+                  for row in workload_a(workdir, args.jobs, args.connections, count)),
                 *add_baselines(workdir, args.jobs),
             ]),
-            ("B", lambda: workload_b(workdir, args.jobs)),
+            ("B", lambda: [
+                *(row for count in process_counts
+                  for row in workload_b(workdir, args.jobs, count)),
+                *worker_baseline(workdir, args.jobs),
+            ]),
             ("C", lambda: workload_c(workdir, args.jobs)),
             ("M", lambda: workload_m(workdir, 1000)),
             ("S", lambda: workload_s(workdir, 60, args.connections)),
