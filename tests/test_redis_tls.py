@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +10,10 @@ import attrs
 import pytest
 import pytest_twisted
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bullmq_proxy.config import ConfigError, load_config
 from bullmq_proxy.redis.embedded import find_redis_server, free_port
+from tests.certificates import make_ca, make_leaf
 from tests.probes import until_ready
 from tests.redis_process import wait_for_redis
 from tests.support import AUTH, TOKEN, start_proxy
@@ -33,63 +28,13 @@ class TlsRedis:
     other_ca: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-
-
-def _write_cert(cert: x509.Certificate, path: Path) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _ca(name: str, directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                       critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    _write_cert(cert, directory / f"{name}.crt")
-    return cert, key
-
-
-def _leaf(name: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-          directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca[0].subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
-        .sign(ca[1], hashes.SHA256())
-    )
-    _write_cert(cert, directory / f"{name}.crt")
-    _write_key(key, directory / f"{name}.key")
-    return directory / f"{name}.crt", directory / f"{name}.key"
-
-
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory) -> Iterator[TlsRedis]:
     directory = tmp_path_factory.mktemp("tls")
-    ca = _ca("test-ca", directory)
-    _ca("other-ca", directory)
-    server_cert, server_key = _leaf("server", ca, directory)
-    client_cert, client_key = _leaf("client", ca, directory)
+    ca = make_ca("test-ca", directory)
+    make_ca("other-ca", directory)
+    server_cert, server_key = make_leaf("server", ca, directory)
+    client_cert, client_key = make_leaf("client", ca, directory)
     port = free_port()
     process = subprocess.Popen(
         [find_redis_server(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
