@@ -14,14 +14,52 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.iweb import IBodyProducer
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
+
+# Endpoint hosts are few; past this many the cache starts again rather than grow.
+MAX_CACHED_ENDPOINTS = 256
 
 
 def endpoint_client(reactor: Any) -> tuple[HTTPClient, HTTPConnectionPool]:
     pool = HTTPConnectionPool(reactor)
-    return HTTPClient(Agent(reactor, pool=pool), data_to_body_producer=ImmediateBody), pool
+    agent = Agent.usingEndpointFactory(reactor, ReusedEndpoints(reactor), pool=pool)
+    return HTTPClient(agent, data_to_body_producer=ImmediateBody), pool
+
+
+@implementer(IAgentEndpointFactory)
+class ReusedEndpoints:
+    """One client endpoint per scheme, host and port.
+
+    ``Agent`` builds a new endpoint (IDNA-encoding the host) for every request, although only
+    a request that finds no idle pooled connection uses it; an endpoint resolves its host on
+    every connect, so keeping it changes nothing else."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._tls = BrowserLikePolicyForHTTPS()
+        self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            if len(self._endpoints) >= MAX_CACHED_ENDPOINTS:
+                self._endpoints.clear()
+            endpoint = self._endpoints[key] = self._build(uri)
+        return endpoint
+
+    def _build(self, uri: URI) -> IStreamClientEndpoint:
+        endpoint = HostnameEndpoint(self._reactor, uri.host.decode("ascii"), uri.port)
+        if uri.scheme == b"http":
+            return endpoint
+        if uri.scheme == b"https":
+            return wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
+        raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
 
 
 @implementer(IBodyProducer)
