@@ -1,5 +1,5 @@
-"""The push-worker socket: a bullmq Worker whose processor sends each job to the client
-and waits for its ``result`` or ``err`` reply.
+"""The push-worker socket: a bullmq worker (the fetch-next loop) whose processor sends each
+job to the client and waits for its ``result`` or ``err`` reply.
 
 No reply within the message timeout fails that attempt; when the socket closes, jobs
 awaiting a reply fail this attempt at once (BullMQ retries them per their options) and jobs
@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from bullmq import Job, Worker
+from bullmq import Job
 from bullmq.custom_errors import DelayedError
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -21,6 +21,7 @@ from zope.interface import implementer
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.redis.connection import RedisClient, close_client
+from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import FrameError, decode, encode, err
 from bullmq_proxy.ws.session import IChannel, ISession
@@ -56,8 +57,8 @@ class WorkerSession:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._last_id = 0
         self._open = True
-        self.worker = Worker(queue, self._process,
-                             {**opts, "connection": client, "concurrency": concurrency})
+        self.worker = FetchNextWorker(queue, self._process,
+                                      {**opts, "connection": client, "concurrency": concurrency})
         self.worker.on("error", lambda error, *_: log.warn(
             "WebSocket worker of queue {queue} hit an error: {error}",
             queue=queue, error=f"{error.__class__.__name__}: {error}"))
