@@ -9,7 +9,9 @@ import pytest_twisted
 import redis.asyncio as aredis
 from bullmq import Job, Queue
 
+from bullmq_proxy.redis.embedded import free_port
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
+from tests.redis_process import start_redis
 from tests.support import aio
 
 names = (f"fetch-next-{n}" for n in itertools.count())
@@ -147,5 +149,32 @@ async def test_a_failing_processor_fails_the_job_through_bullmq_and_the_slot_goe
         await worker.close()
         assert sync_redis.hget(f"bull:{queue}:{ids[1]}", "failedReason") == "odd 1"
         assert sync_redis.zcard(f"bull:{queue}:completed") == 2
+
+    await aio(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_started_while_redis_is_away_works_once_it_is_back(tmp_path):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def scenario() -> None:
+        done: list[str] = []
+
+        async def processor(job: Job, token: str) -> None:
+            done.append(job.id)
+
+        client = aredis.Redis.from_url(url, decode_responses=True)
+        worker = FetchNextWorker("late", processor, {
+            **OPTS, "connection": client, "concurrency": 3, "runRetryDelay": 100})
+        await asyncio.sleep(0.5)
+        server = await asyncio.to_thread(start_redis, port, tmp_path)
+        try:
+            ids = await fill(url, "late", 5)
+            await eventually(lambda: _true(sorted(done) == sorted(ids)))
+            await worker.close()
+        finally:
+            server.kill()
+            server.wait()
 
     await aio(scenario())

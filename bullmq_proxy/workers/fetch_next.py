@@ -39,7 +39,8 @@ class FetchNextWorker(Worker):
             raise RuntimeError("the worker is already running")
         self.running = True
         try:
-            await self._ensure_client_names()
+            # Nothing here talks to Redis: a Redis that is away at start is retried by
+            # getNextJob (which also names the client), as it is later on.
             if self.closing:
                 return
             self.lockManager.start()
