@@ -178,3 +178,22 @@ async def test_a_worker_started_while_redis_is_away_works_once_it_is_back(tmp_pa
             server.wait()
 
     await aio(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_ends_the_wait_on_the_marker_every_time(redis_url, sync_redis):
+    async def scenario() -> None:
+        for _ in range(12):
+            queue = next(names)
+            await fill(redis_url, queue, 200)
+
+            async def processor(job: Job, token: str) -> None:
+                return None
+
+            worker = start(redis_url, queue, processor, concurrency=20)
+            await eventually(lambda q=queue: _completed(sync_redis, q, 200))
+            # redis-py may swallow the cancellation of the wait on the marker that the
+            # drained worker has just started; close() must not hang on it.
+            await asyncio.wait_for(worker.close(), 5)
+
+    await aio(scenario())

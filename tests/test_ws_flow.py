@@ -10,7 +10,7 @@ import socket
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
-from bullmq_proxy.ws.closing import close_blocking
+from bullmq_proxy.redis.closing import close_blocking
 from bullmq_proxy.ws.flow import Outbox, ReadValve
 from tests.support import TOKEN, make_config, start_live_proxy
 from tests.ws_support import connect, on_asyncio

@@ -11,7 +11,8 @@ the next one in two Redis calls. Node BullMQ fetches the next job with the compl
 (``moveToFinished`` with fetch-next), and so does this loop.
 
 ``close()`` keeps bullmq's meaning: the slots finish the job they hold and stop; ``close``
-with ``cancelProcessing()`` cancels them.
+with ``cancelProcessing()`` cancels them. It also cancels again the wait on the marker when
+redis-py swallowed the first cancellation (see ``redis/closing.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 from bullmq import Job, Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 from bullmq.timer import Timer
+
+from bullmq_proxy.redis.closing import close_blocking
 
 Processor = Callable[[Job, str], Awaitable[Any]]
 
@@ -55,6 +58,9 @@ class FetchNextWorker(Worker):
             if timer is not None:
                 timer.stop()
             await self.lockManager.close()
+
+    async def close(self, force: bool = False) -> None:
+        await close_blocking(super().close(force), lambda: self.waiting)
 
     async def _slot(self, slot: str) -> None:
         job: Job | None = None

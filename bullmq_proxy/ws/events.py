@@ -20,8 +20,8 @@ from zope.interface import implementer
 from bullmq_proxy.config import RedisSettings
 from bullmq_proxy.errors import ProxyError, invalid
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.redis.closing import close_blocking
 from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
-from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import Call, encode, err, ok, read_call
 from bullmq_proxy.ws.paths import EVENT_NAMES, validate_events
 from bullmq_proxy.ws.queue import reply_error

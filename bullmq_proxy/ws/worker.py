@@ -22,7 +22,6 @@ from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.redis.connection import RedisClient, close_client
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
-from bullmq_proxy.ws.closing import close_blocking
 from bullmq_proxy.ws.messages import FrameError, decode, encode, err
 from bullmq_proxy.ws.session import IChannel, ISession
 
@@ -113,5 +112,5 @@ class WorkerSession:
         return asyncio.ensure_future(self._close())
 
     async def _close(self) -> None:
-        await close_blocking(self.worker.close(), lambda: self.worker.waiting)
+        await self.worker.close()
         await close_client(self._client)
