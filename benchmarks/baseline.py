@@ -1,6 +1,8 @@
 """The no-proxy baselines: Python ``bullmq`` straight against Redis, in a process of its own.
 
-``python -m benchmarks.baseline add|bulk|worker REDIS_URL QUEUE N`` prints one JSON object.
+``python -m benchmarks.baseline add|bulk|worker|fetch-next REDIS_URL QUEUE N`` prints one JSON
+object. ``fetch-next`` is not a baseline but the proxy's own worker loop with a no-op processor:
+what the loop and Redis can do when no endpoint is called.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from typing import Any
 
 from bullmq import Queue, Worker
+
+from bullmq_proxy.workers.fetch_next import FetchNextWorker
 
 JOB_DATA = {"n": 1, "text": "hello"}
 BULK = 100
@@ -39,8 +43,9 @@ async def add_in_bulks(url: str, queue_name: str, count: int) -> dict[str, Any]:
     return {"jobs": count, "seconds": elapsed}
 
 
-async def process_all(url: str, queue_name: str, count: int) -> dict[str, Any]:
-    """Time a no-op ``Worker`` (concurrency 100) to complete ``count`` waiting jobs."""
+async def process_all(url: str, queue_name: str, count: int,
+                      kind: type[Worker] = Worker) -> dict[str, Any]:
+    """Time a no-op ``kind`` of worker (concurrency 100) to complete ``count`` waiting jobs."""
     queue = Queue(queue_name, {"connection": url})
     done = asyncio.get_running_loop().create_future()
     completed = 0
@@ -49,7 +54,7 @@ async def process_all(url: str, queue_name: str, count: int) -> dict[str, Any]:
         return "done"
 
     started = time.perf_counter()
-    worker = Worker(queue_name, noop, {"connection": url, "concurrency": 100})
+    worker = kind(queue_name, noop, {"connection": url, "concurrency": 100})
 
     def on_completed(*_: Any) -> None:
         nonlocal completed
@@ -67,7 +72,12 @@ async def process_all(url: str, queue_name: str, count: int) -> dict[str, Any]:
     return {"jobs": completed, "seconds": elapsed}
 
 
-MODES = {"add": add_one_at_a_time, "bulk": add_in_bulks, "worker": process_all}
+async def process_all_fetching_next(url: str, queue_name: str, count: int) -> dict[str, Any]:
+    return await process_all(url, queue_name, count, FetchNextWorker)
+
+
+MODES = {"add": add_one_at_a_time, "bulk": add_in_bulks, "worker": process_all,
+         "fetch-next": process_all_fetching_next}
 
 
 def main() -> None:

@@ -198,11 +198,12 @@ def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
     """The proxy with ``proxy_processes`` processes: each runs the queue's worker with the
     registered concurrency, as separate proxy instances would."""
     where = workdir / f"b-proxy-{proxy_processes}"
-    with stack(where, proxy_processes=proxy_processes) as (url, base, proxy, red), \
+    with stack(where, proxy_processes=proxy_processes) as (url, base, proxy, _), \
             processes.nginx(where) as (endpoint, nginx_process):
         fill(url, jobs)
         before = cpu_of_tree(proxy.pid)
         nginx_before = cpu_of_tree(nginx_process.pid)
+        redis_before = redis_cpu_s(url)
         started = time.perf_counter()
         status, answer = http("POST", base + "/workers", {
             "queue": QUEUE,
@@ -216,6 +217,7 @@ def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
         seconds = time.perf_counter() - started
         final = counts(url)
         cpu = cpu_of_tree(proxy.pid) - before
+        redis_used = redis_cpu_s(url) - redis_before
         http("DELETE", f"{base}/workers/{QUEUE}")
         return [{
             "workload": "B-process", "side": side(proxy_processes), "runnable": True,
@@ -224,22 +226,40 @@ def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
             "jobs_per_s": rate(final["completed"], seconds),
             "proxy_cpu_s": round(cpu, 2),
             "proxy_cpu_ms_per_job": round(1000 * cpu / max(final["completed"], 1), 3),
-            "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+            "proxy_peak_rss_mb": round(peak_rss_of_tree(proxy.pid), 1),
             "endpoint_cpu_s": round(cpu_of_tree(nginx_process.pid) - nginx_before, 2),
-            "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
+            "redis_cpu_ms_per_job": round(1000 * redis_used / max(final["completed"], 1), 3),
         }]
+
+
+def redis_cpu_s(url: str) -> float:
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    finally:
+        client.close()
 
 
 def worker_baseline(workdir: Path, jobs: int) -> list[dict]:
-    with stack(workdir / "b-worker", with_proxy=False) as (url, _, _, red):
-        fill(url, jobs)
-        result = python_tool("benchmarks.baseline", "worker", url, QUEUE, str(jobs))
-        return [{
-            "workload": "B-process", "side": "baseline bullmq.Worker", "jobs": result["jobs"],
-            "jobs_per_s": rate(result["jobs"], result["seconds"]),
-            "client_cpu_s": round(result["cpu_s"], 2),
-            "redis_cpu_s": round(usage(red.pid).cpu_s, 2),
-        }]
+    """bullmq's Worker, and the proxy's fetch-next loop with no endpoint behind it; both
+    with the Redis CPU they cost per job, which bounds what any worker can reach here."""
+    results = []
+    for mode, name in (("worker", "baseline bullmq.Worker"),
+                       ("fetch-next", "proxy loop, no endpoint")):
+        with stack(workdir / f"b-{mode}", with_proxy=False) as (url, _, _, _):
+            fill(url, jobs)
+            redis_before = redis_cpu_s(url)
+            result = python_tool("benchmarks.baseline", mode, url, QUEUE, str(jobs))
+            redis_used = redis_cpu_s(url) - redis_before
+            results.append({
+                "workload": "B-process", "side": name, "jobs": result["jobs"],
+                "jobs_per_s": rate(result["jobs"], result["seconds"]),
+                "client_cpu_s": round(result["cpu_s"], 2),
+                "client_cpu_ms_per_job": round(1000 * result["cpu_s"] / max(result["jobs"], 1), 3),
+                "redis_cpu_ms_per_job": round(1000 * redis_used / max(result["jobs"], 1), 3),
+            })
+    return results
 
 
 # --- workload C: WebSocket ----------------------------------------------------------------
@@ -269,7 +289,7 @@ def workload_c(workdir: Path, jobs: int) -> list[dict]:
                 "jobs_per_s": rate(result["jobs"], result["seconds"]),
                 "proxy_cpu_ms_per_job": round(1000 * cpu / max(result["jobs"], 1), 3),
                 "loadgen_cpu_s": round(result["cpu_s"], 2),
-                "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+                "proxy_peak_rss_mb": round(peak_rss_of_tree(proxy.pid), 1),
             })
     return results
 
@@ -287,7 +307,7 @@ def workload_m(workdir: Path, queues: int) -> list[dict]:
         return [{
             "workload": "M-idle-queues", "side": "proxy", "queues": queues,
             "rss_start_mb": round(start_rss, 1), "rss_idle_mb": round(rss_mb(proxy.pid), 1),
-            "proxy_peak_rss_mb": round(usage(proxy.pid).peak_rss_mb, 1),
+            "proxy_peak_rss_mb": round(peak_rss_of_tree(proxy.pid), 1),
         }]
 
 
@@ -341,6 +361,8 @@ def report(results: list[dict]) -> None:
                       if workload == compared and "jobs_per_s" in r and b["jobs_per_s"]]
             if ratios:
                 line += "  = " + ", ".join(ratios)
+            if "proxy_cpu_ms_per_job" in r:
+                line += f"  proxy CPU {r['proxy_cpu_ms_per_job']:.2f} ms/job"
             if "proxy_peak_rss_mb" in r:
                 line += f"  peak RSS {r['proxy_peak_rss_mb']:.0f} MB"
             if "rss_samples_mb" in r:
@@ -348,6 +370,8 @@ def report(results: list[dict]) -> None:
                          f"{r['rss_samples_mb']} MB")
             if "rss_idle_mb" in r:
                 line += f"  idle RSS {r['rss_idle_mb']:.0f} MB with {r['queues']} queues"
+        if "redis_cpu_ms_per_job" in r:
+            line += f"  Redis CPU {r['redis_cpu_ms_per_job']:.3f} ms/job"
         print(line)
 
 
