@@ -197,3 +197,28 @@ async def test_close_ends_the_wait_on_the_marker_every_time(redis_url, sync_redi
             await asyncio.wait_for(worker.close(), 5)
 
     await aio(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_job_schedulers_keep_producing_under_the_loop(redis_url, sync_redis):
+    async def scenario() -> None:
+        queue = next(names)
+        client = aredis.Redis.from_url(redis_url, decode_responses=True)
+        scheduler = Queue(queue, {"connection": client})
+        done: list[str] = []
+
+        async def processor(job: Job, token: str) -> None:
+            done.append(job.id)
+
+        try:
+            await scheduler.upsertJobScheduler("tick", {"every": 150}, "tick", {"n": 1})
+            worker = start(redis_url, queue, processor, concurrency=2)
+            # Each iteration is added by the worker that takes the previous one.
+            await eventually(lambda: _true(len(done) >= 3), seconds=10)
+            await worker.close()
+            assert len(set(done)) == len(done)
+        finally:
+            await scheduler.removeJobScheduler("tick")
+            await scheduler.close()
+
+    await aio(scenario())
