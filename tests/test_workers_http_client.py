@@ -120,3 +120,35 @@ async def test_https_endpoints_have_their_certificate_checked(tmp_path):
     finally:
         await pool.closeCachedConnections()
         await port.stopListening()
+
+
+class SetsCookies(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cookies: list[bytes | None] = []
+
+    def render_POST(self, request) -> bytes:
+        self.cookies.append(request.getHeader(b"cookie"))
+        request.addCookie(b"session", b"secret", path=b"/")
+        return b"done"
+
+
+@pytest_twisted.ensureDeferred
+async def test_cookies_set_by_an_endpoint_are_never_sent_back():
+    from twisted.internet import reactor
+
+    resource = SetsCookies()
+    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    http, pool = endpoint_client(reactor)
+    try:
+        for path in ("a", "b", "a"):
+            response = await http.request("POST", f"http://127.0.0.1:{port.getHost().port}/{path}",
+                                          data=b"{}")
+            assert response.headers.getRawHeaders(b"set-cookie")
+            await treq.content(response)
+        assert resource.cookies == [None, None, None]
+    finally:
+        await pool.closeCachedConnections()
+        await port.stopListening()

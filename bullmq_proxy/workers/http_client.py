@@ -10,6 +10,7 @@ and a name lookup in the thread pool.
 
 from __future__ import annotations
 
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 from treq.client import HTTPClient
@@ -28,7 +29,10 @@ MAX_CACHED_ENDPOINTS = 256
 def endpoint_client(reactor: Any) -> tuple[HTTPClient, HTTPConnectionPool]:
     pool = HTTPConnectionPool(reactor)
     agent = Agent.usingEndpointFactory(reactor, ReusedEndpoints(reactor), pool=pool)
-    return HTTPClient(agent, data_to_body_producer=ImmediateBody), pool
+    # Deliveries carry no state from one another: a cookie one endpoint sets must not ride
+    # along with later jobs, nor reach the endpoints of other queues on the same host.
+    no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+    return HTTPClient(agent, cookiejar=no_cookies, data_to_body_producer=ImmediateBody), pool
 
 
 @implementer(IAgentEndpointFactory)
