@@ -124,6 +124,8 @@ class EndpointCaller:
             self._endpoint.url,
             data=body,
             headers=self.headers(job_id, attempt, body),
+            # _read consumes the body at once: treq's buffering layer would only add work.
+            unbuffered=True,
         )
         d.addCallback(self._read)
         # Covers the body as well as the status line: a server trickling bytes still times out.
