@@ -6,7 +6,7 @@ import json
 
 import pytest_twisted
 
-from bullmq_proxy.http.router import encode_json
+from bullmq_proxy.encoding import encode_json
 from tests.support import AUTH, make_config, start_proxy
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
-import orjson
 import redis.exceptions
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -28,6 +27,7 @@ from twisted.web.server import NOT_DONE_YET
 from bullmq_proxy.auth import Gate, Policy
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
+from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.errors import (
     INTERNAL,
     INVALID_FIELD,
@@ -112,15 +112,6 @@ def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] |
         elif pattern != segment:
             return None
     return params
-
-
-def encode_json(body: Any) -> bytes:
-    """Compact JSON; orjson for speed, the standard library for what orjson refuses
-    (integers beyond 64 bits, non-string keys)."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def write_problem(request: IRequest, error: ProxyError, instance: str | None = None) -> None:

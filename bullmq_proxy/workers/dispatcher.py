@@ -7,7 +7,6 @@ BullMQ's own moves (complete, fail, unrecoverable fail, delay without spending a
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from bullmq_proxy.bridge import as_future
+from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
@@ -174,12 +174,12 @@ class Dispatcher:
             # The endpoint is failing: let the job wait, without spending an attempt.
             await self._delay(job, token, int(self.breaker.retry_in() * 1000))
             raise DelayedError("the endpoint's circuit is open")
-        body = json.dumps({"job": job_json(job), "token": token}, separators=(",", ":"))
+        body = encode_json({"job": job_json(job), "token": token})
         self.state.in_flight += 1
         started = time.monotonic()
         try:
             outcome = await as_future(
-                self._caller.call(str(job.id), job.attemptsMade + 1, body.encode("utf-8"))
+                self._caller.call(str(job.id), job.attemptsMade + 1, body)
             )
         finally:
             self.state.in_flight -= 1

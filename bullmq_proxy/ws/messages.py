@@ -6,12 +6,12 @@ read, so that every malformed frame gets an err reply instead of killing the soc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.errors import INVALID_JSON, ProxyError, invalid
 from bullmq_proxy.validation import is_integer, parse_json
 
@@ -81,7 +81,7 @@ def read_call(payload: bytes, send: Callable[[bytes], None]) -> Call | None:
 
 
 def encode(message_id: MessageId, data: Any) -> bytes:
-    return json.dumps({"id": message_id, "data": data}, separators=(",", ":")).encode("utf-8")
+    return encode_json({"id": message_id, "data": data})
 
 
 def ok(message_id: MessageId, result: Any) -> bytes:
