@@ -1,7 +1,8 @@
-"""The ``workers`` service: one bullmq Worker per registered queue, kept in step with Redis.
+"""The ``workers`` service: one worker per registered queue, kept in step with Redis.
 
-BullMQ's own Worker takes the jobs, so locks, lock renewal, the stalled-job check, attempts,
-backoff and events behave exactly as in Node BullMQ; the proxy only supplies the processor.
+Each is a ``FetchNextWorker``: bullmq's Worker with a leaner loop, so locks, lock renewal,
+the stalled-job check, attempts, backoff and events behave as in Node BullMQ; the proxy
+supplies the processor that calls the endpoint.
 """
 
 from __future__ import annotations
