@@ -222,3 +222,25 @@ async def test_job_schedulers_keep_producing_under_the_loop(redis_url, sync_redi
             await scheduler.close()
 
     await aio(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deferred_failure_fails_the_job_without_calling_the_processor(
+        redis_url, sync_redis):
+    async def scenario() -> None:
+        queue = next(names)
+        [doomed] = await fill(redis_url, queue, 1)
+        # What BullMQ stores when a child's failure is to fail this job once it is taken.
+        sync_redis.hset(f"bull:{queue}:{doomed}", "defa", "child failed")
+        called: list[str] = []
+
+        async def processor(job: Job, token: str) -> None:
+            called.append(job.id)
+
+        worker = start(redis_url, queue, processor, concurrency=1)
+        await eventually(lambda: _true(sync_redis.zcard(f"bull:{queue}:failed") == 1))
+        await worker.close()
+        assert called == []
+        assert sync_redis.hget(f"bull:{queue}:{doomed}", "failedReason") == "child failed"
+
+    await aio(scenario())
