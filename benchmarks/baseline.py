@@ -16,6 +16,7 @@ from typing import Any
 
 from bullmq import Queue, Worker
 
+from bullmq_proxy.redis.connection import RedisClient, RedisSettings, close_client, worker_client
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 
 JOB_DATA = {"n": 1, "text": "hello"}
@@ -43,10 +44,10 @@ async def add_in_bulks(url: str, queue_name: str, count: int) -> dict[str, Any]:
     return {"jobs": count, "seconds": elapsed}
 
 
-async def process_all(url: str, queue_name: str, count: int,
+async def process_all(connection: str | RedisClient, queue_name: str, count: int,
                       kind: type[Worker] = Worker) -> dict[str, Any]:
     """Time a no-op ``kind`` of worker (concurrency 100) to complete ``count`` waiting jobs."""
-    queue = Queue(queue_name, {"connection": url})
+    queue = Queue(queue_name, {"connection": connection})
     done = asyncio.get_running_loop().create_future()
     completed = 0
 
@@ -54,7 +55,7 @@ async def process_all(url: str, queue_name: str, count: int,
         return "done"
 
     started = time.perf_counter()
-    worker = kind(queue_name, noop, {"connection": url, "concurrency": 100})
+    worker = kind(queue_name, noop, {"connection": connection, "concurrency": 100})
 
     def on_completed(*_: Any) -> None:
         nonlocal completed
@@ -73,7 +74,13 @@ async def process_all(url: str, queue_name: str, count: int,
 
 
 async def process_all_fetching_next(url: str, queue_name: str, count: int) -> dict[str, Any]:
-    return await process_all(url, queue_name, count, FetchNextWorker)
+    # On the Redis client the proxy gives its workers (no socket timeout, so no wait_for task
+    # per command), to measure the loop as the proxy runs it.
+    client = worker_client(RedisSettings(url=url), 100)
+    try:
+        return await process_all(client, queue_name, count, FetchNextWorker)
+    finally:
+        await close_client(client)
 
 
 MODES = {"add": add_one_at_a_time, "bulk": add_in_bulks, "worker": process_all,
