@@ -172,6 +172,20 @@ http {{
 
 
 @contextlib.contextmanager
+def bare_web() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``benchmarks/bare_web.py`` on a free port; yields its base URL and the process."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.bare_web", str(port)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: listening_sockets(port) == 1, "the bare Twisted Web server",
+                    process, 10)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
 def nginx(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The worker endpoint: nginx answering every request with ``200 done``."""
     port = free_port()

@@ -164,6 +164,32 @@ def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int)
         }]
 
 
+FLOOR_SECONDS = 10
+
+
+def web_floor(connections: int) -> list[dict]:
+    """What a bare Twisted Web resource (asyncio reactor, no Redis) answers under the same
+    load: the most any server on Twisted Web can reach here, one process."""
+    with processes.bare_web() as (base, server):
+        before = cpu_of_tree(server.pid)
+        env = {**os.environ, "BENCH_QUOTA": str(10**9), "BENCH_PATH": f"/queues/{QUEUE}/jobs",
+               "BENCH_TOKEN": TOKEN}
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{FLOOR_SECONDS}s", "--latency", "-s",
+             str(REPO / "benchmarks" / "add.lua"), base],
+            env=env, check=True, capture_output=True, text=True, timeout=60,
+        ).stdout
+        cpu = cpu_of_tree(server.pid) - before
+    summary = json.loads(out.strip().splitlines()[-1])
+    return [{
+        "workload": "A-add", "side": "floor: bare Twisted Web", "jobs": summary["requests"],
+        "jobs_per_s": rate(summary["requests"], summary["duration_us"] / 1e6),
+        "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
+        "max_ms": summary["max_us"] / 1000,
+        "server_cpu_ms_per_request": round(1000 * cpu / max(summary["requests"], 1), 3),
+    }]
+
+
 def side(proxy_processes: int) -> str:
     return "proxy" if proxy_processes == 1 else f"proxy --processes {proxy_processes}"
 
@@ -370,6 +396,8 @@ def report(results: list[dict]) -> None:
                          f"{r['rss_samples_mb']} MB")
             if "rss_idle_mb" in r:
                 line += f"  idle RSS {r['rss_idle_mb']:.0f} MB with {r['queues']} queues"
+        if "server_cpu_ms_per_request" in r:
+            line += f"  server CPU {r['server_cpu_ms_per_request']:.2f} ms/request"
         if "redis_cpu_ms_per_job" in r:
             line += f"  Redis CPU {r['redis_cpu_ms_per_job']:.3f} ms/job"
         print(line)
@@ -398,6 +426,7 @@ def main() -> None:
             ("A", lambda: [
                 *(row for count in process_counts
                   for row in workload_a(workdir, args.jobs, args.connections, count)),
+                *web_floor(args.connections),
                 *add_baselines(workdir, args.jobs),
             ]),
             ("B", lambda: [
