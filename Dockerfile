@@ -4,12 +4,12 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml setup.cfg README.md ./
+COPY pyproject.toml setup.cfg README.md constraints.txt ./
 COPY bullmq_proxy ./bullmq_proxy
 COPY plugins ./plugins
 COPY twisted ./twisted
 RUN python -m venv /opt/bullmq-proxy \
-    && /opt/bullmq-proxy/bin/pip install --no-cache-dir . \
+    && /opt/bullmq-proxy/bin/pip install --no-cache-dir -c constraints.txt . \
     && /opt/bullmq-proxy/bin/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
 FROM python:3.11-slim

@@ -1,0 +1,55 @@
+"""The bullmq internals this proxy calls, pinned by shape.
+
+setup.cfg bounds bullmq to the range these tests pass on. When a new bullmq renames or
+reshapes one of them, this file fails first, by name, instead of a worker dying at run time.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import bullmq
+from bullmq import Job, Queue, Worker
+from bullmq.backends.redis_backend import RedisBackend
+from bullmq.scripts import Scripts
+
+
+def _params(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def test_queue_exposes_its_redis_backend_and_scripts() -> None:
+    assert "self.scripts" in inspect.getsource(RedisBackend.__init__)
+    assert "jobsOpts" in inspect.getsource(Queue.__init__)
+    assert "backend" in inspect.getsource(Queue.__init__)
+    for name in ("updateProgress", "addLog", "moveToCompleted", "setName", "clientName"):
+        assert callable(getattr(RedisBackend, name)), name
+
+
+def test_scripts_add_job_takes_a_pipeline() -> None:
+    assert _params(Scripts.addJob) == ["self", "job", "pipe"]
+    assert _params(Scripts.finishedErrors) == ["self", "opts"]
+
+
+def test_worker_members_the_fetch_next_loop_uses() -> None:
+    source = inspect.getsource(Worker.__init__)
+    for member in ("lockManager", "processing", "jobs", "waiting", "forceClosing", "closing"):
+        assert f"self.{member}" in source, member
+    for method in ("getNextJob", "retryIfFailed", "nextJobFromJobData", "runStalledJobsCheck",
+                   "waitForJob"):
+        assert callable(getattr(Worker, method)), method
+    assert _params(Worker.getNextJob) == ["self", "token"]
+    assert _params(Worker.nextJobFromJobData)[:5] == [
+        "self", "job_data", "job_id", "limit_until", "delay_until"]
+
+
+def test_job_members_the_proxy_reads() -> None:
+    source = inspect.getsource(Job.__init__)
+    for member in ("deferredFailure", "attemptsStarted", "stalledCounter", "deduplication_id",
+                   "repeatJobKey", "parentKey"):
+        assert f"self.{member}" in source, member
+
+
+def test_installed_bullmq_is_in_the_tested_range() -> None:
+    major, minor, *_ = (int(part) for part in bullmq.__version__.split("."))
+    assert (major, minor) == (3, 4)
