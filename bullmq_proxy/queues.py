@@ -7,6 +7,8 @@ from collections import OrderedDict
 import redis.asyncio as aredis
 from bullmq import Queue
 
+from bullmq_proxy.redis.client_names import name_clients_like_node
+
 
 class QueueRegistry:
     """The bullmq ``Queue`` for each name, all sharing the proxy's pooled Redis client.
@@ -30,6 +32,7 @@ class QueueRegistry:
         queue = self._queues.get(name)
         if queue is None:
             queue = Queue(name, {"connection": self._client, "prefix": self.prefix})
+            name_clients_like_node(queue.backend, self.prefix, name)
             self._queues[name] = queue
             if len(self._queues) > self._size:
                 self._queues.popitem(last=False)

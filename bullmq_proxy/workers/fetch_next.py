@@ -27,6 +27,7 @@ from bullmq import Job, Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 from bullmq.timer import Timer
 
+from bullmq_proxy.redis.client_names import name_clients_like_node
 from bullmq_proxy.redis.closing import close_blocking
 
 Processor = Callable[[Job, str], Awaitable[Any]]
@@ -35,6 +36,9 @@ Processor = Callable[[Job, str], Awaitable[Any]]
 class FetchNextWorker(Worker):
     def __init__(self, name: str, processor: Processor, opts: dict[str, Any]) -> None:
         super().__init__(name, processor, {**opts, "autorun": False})
+        name_clients_like_node(self.backend, self.prefix, name)
+        self.clientName = self.backend.clientName(
+            f":w:{self.workerName}" if self.workerName else "")
         self._run = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
