@@ -167,6 +167,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Bearer token required by GET /metrics (unset: metrics are public)"),
     Setting("queue_prefix", "QUEUE_PREFIX", "queue-prefix", "bull", _non_empty,
             "BullMQ key prefix"),
+    Setting("bullmq_layout", "BULLMQ_LAYOUT", "bullmq-layout", "auto", _choice("auto", "5", "6"),
+            "Redis layout of the queues: auto (per queue, from what is in Redis), 5 or 6 "
+            "(the Node BullMQ major of the fleet); see docs/compatibility.md"),
     Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
             "How many Queue objects to keep open"),
     Setting("debug", "DEBUG", "debug", False, _boolean, "Log every request at debug level"),
@@ -274,6 +277,7 @@ class Config:
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
     metrics_token: str | None = attrs.field(default=None, repr=False)
     queue_prefix: str = "bull"
+    bullmq_layout: str = "auto"
     queue_cache_size: int = 100
     debug: bool = False
     min_queue_name_length: int = 3

@@ -8,6 +8,7 @@ import redis.asyncio as aredis
 from bullmq import Queue
 
 from bullmq_proxy.redis.client_names import name_clients_like_node
+from bullmq_proxy.redis.layout import read_layout, speak_layout
 
 
 class QueueRegistry:
@@ -17,9 +18,11 @@ class QueueRegistry:
     pool outlives every Queue, so eviction needs no close call.
     """
 
-    def __init__(self, client: aredis.Redis, prefix: str, size: int) -> None:
+    def __init__(self, client: aredis.Redis, prefix: str, size: int, layout: str = "auto"
+                 ) -> None:
         self._client = client
         self.prefix = prefix
+        self.layout = layout
         self._size = size
         self._queues: OrderedDict[str, Queue] = OrderedDict()
 
@@ -33,12 +36,17 @@ class QueueRegistry:
         if queue is None:
             queue = Queue(name, {"connection": self._client, "prefix": self.prefix})
             name_clients_like_node(queue.backend, self.prefix, name)
+            speak_layout(queue.backend, self.layout)
             self._queues[name] = queue
             if len(self._queues) > self._size:
                 self._queues.popitem(last=False)
         else:
             self._queues.move_to_end(name)
         return queue
+
+    async def layout_of(self, queue: Queue) -> int:
+        """The Redis layout (5 or 6) ``queue`` is in now; see ``redis/layout.py``."""
+        return await read_layout(self._client, queue.keys, self.layout)
 
     def key(self, queue_name: str, *parts: str) -> str:
         """A BullMQ key of this queue, e.g. ``key(q, job_id, "lock")``."""

@@ -103,7 +103,8 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     clients = RedisClientsService(config, metrics.redis_events())
     clients.setServiceParent(top)
 
-    queues = QueueRegistry(clients.queue, config.queue_prefix, config.queue_cache_size)
+    queues = QueueRegistry(clients.queue, config.queue_prefix, config.queue_cache_size,
+                           config.bullmq_layout)
     authenticators = [
         plugin for plugin in load_plugins(config, config.plugins)
         if IAuthenticator.providedBy(plugin)

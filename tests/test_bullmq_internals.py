@@ -53,3 +53,24 @@ def test_job_members_the_proxy_reads() -> None:
 def test_installed_bullmq_is_in_the_tested_range() -> None:
     major, minor, *_ = (int(part) for part in bullmq.__version__.split("."))
     assert (major, minor) == (3, 4)
+
+
+def test_scripts_keys_the_layout_layer_relies_on() -> None:
+    """redis/lua/pause.lua takes bullmq's pause keys in this order, and the prelude finds a
+    queue's lists as ``<prefix>:<queue>:wait`` and ``...:paused``."""
+    calls: list[tuple[list[str], list[str]]] = []
+
+    class Recorder:
+        def __call__(self, keys, args=None, client=None):
+            calls.append((list(keys), list(args or [])))
+
+    connection = type("Connection", (), {"conn": None, "commands": {"pause": Recorder()}})()
+    scripts = Scripts("bull", "q", connection)
+    scripts.pause(True)
+    scripts.pause(False)
+    assert calls == [
+        (["bull:q:wait", "bull:q:paused", "bull:q:meta", "bull:q:prioritized",
+          "bull:q:events", "bull:q:delayed", "bull:q:marker"], ["paused"]),
+        (["bull:q:paused", "bull:q:wait", "bull:q:meta", "bull:q:prioritized",
+          "bull:q:events", "bull:q:delayed", "bull:q:marker"], ["resumed"]),
+    ]

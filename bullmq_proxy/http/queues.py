@@ -14,6 +14,7 @@ from bullmq_proxy.http.router import Call, Reply
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.redis.layout import job_types
 from bullmq_proxy.validation import NewJob, validate_jobs, validate_page, validate_states
 
 BulkAdd = Callable[[Queue, Sequence[dict[str, Any]]], Awaitable[list[Job]]]
@@ -65,10 +66,11 @@ class QueueRoutes:
 
     async def list(self, call: Call) -> Any:
         page = validate_page(call.query)
-        states = validate_states(call.query.get("statuses"))
+        requested = validate_states(call.query.get("statuses"))
         queue = self._queues.get(call.params["queueName"])
+        states = job_types(requested, await self._queues.layout_of(queue))
         counts, jobs = await asyncio.gather(
-            queue.getJobCounts(*states), queue.getJobs(list(states), page.start, page.end)
+            queue.getJobCounts(*states), queue.getJobs(states, page.start, page.end)
         )
         return {
             "counts": counts,

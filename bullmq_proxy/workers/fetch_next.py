@@ -29,13 +29,16 @@ from bullmq.timer import Timer
 
 from bullmq_proxy.redis.client_names import name_clients_like_node
 from bullmq_proxy.redis.closing import close_blocking
+from bullmq_proxy.redis.layout import speak_layout
 
 Processor = Callable[[Job, str], Awaitable[Any]]
 
 
 class FetchNextWorker(Worker):
-    def __init__(self, name: str, processor: Processor, opts: dict[str, Any]) -> None:
+    def __init__(self, name: str, processor: Processor, opts: dict[str, Any],
+                 layout: str = "auto") -> None:
         super().__init__(name, processor, {**opts, "autorun": False})
+        speak_layout(self.backend, layout)
         name_clients_like_node(self.backend, self.prefix, name)
         self.clientName = self.backend.clientName(
             f":w:{self.workerName}" if self.workerName else "")

@@ -141,7 +141,7 @@ class WorkersService(Service):
             "lockDuration": self._config.worker_lock_duration,
             "stalledInterval": self._config.worker_stalled_interval,
         }
-        worker = FetchNextWorker(metadata.queue, dispatcher, opts)
+        worker = FetchNextWorker(metadata.queue, dispatcher, opts, self._config.bullmq_layout)
         worker.on("error", lambda err, *_: log.warn(
             "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
             error=f"{err.__class__.__name__}: {err}"))

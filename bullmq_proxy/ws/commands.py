@@ -15,6 +15,7 @@ from bullmq import Queue
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.http.queues import BulkAdd, add_jobs
 from bullmq_proxy.jobs import job_json, read_job
+from bullmq_proxy.redis.layout import job_types
 from bullmq_proxy.validation import (
     JOB_STATES,
     NewJob,
@@ -32,12 +33,14 @@ MAX_JOBS_PER_CALL = 1000
 
 @attrs.frozen
 class Scope:
-    """What a command acts on: the socket's queue, the shared add pipeline, and the count of
-    jobs added to the queue (the same metric REST adds feed)."""
+    """What a command acts on: the socket's queue, the shared add pipeline, the count of
+    jobs added to the queue (the same metric REST adds feed), and how to read the queue's
+    Redis layout (5 or 6)."""
 
     queue: Queue
     bulk: BulkAdd
     added: Callable[[int], None]
+    layout: Callable[[], Awaitable[int]]
 
 
 class Args:
@@ -136,12 +139,14 @@ async def get_jobs(scope: Scope, args: Args) -> Any:
     if end - start + 1 > MAX_JOBS_PER_CALL:
         raise invalid("args[2]", f"getJobs returns at most {MAX_JOBS_PER_CALL} jobs per call; "
                                  "narrow start..end")
-    jobs = await scope.queue.getJobs(states, start, end, args.boolean(3, False))
+    asc = args.boolean(3, False)
+    jobs = await scope.queue.getJobs(job_types(states, await scope.layout()), start, end, asc)
     return [job_json(job) for job in jobs]
 
 
 async def get_job_counts(scope: Scope, args: Args) -> Any:
-    return await scope.queue.getJobCounts(*_states(args.rest(), args.field))
+    states = _states(args.rest(), args.field)
+    return await scope.queue.getJobCounts(*job_types(states, await scope.layout()))
 
 
 async def get_job_logs(scope: Scope, args: Args) -> Any:

@@ -45,8 +45,10 @@ class WebSocketService(Service):
         log.debug("WebSocket opened: {kind} of queue {queue}",
                   kind=target.kind.value, queue=target.queue)
         if target.kind is Kind.QUEUE:
-            scope = Scope(self._queues.get(target.queue), self._batcher.add_bulk,
-                          self._metrics.jobs_added.labels(target.queue).inc)
+            queue = self._queues.get(target.queue)
+            scope = Scope(queue, self._batcher.add_bulk,
+                          self._metrics.jobs_added.labels(target.queue).inc,
+                          lambda: self._queues.layout_of(queue))
             return QueueSession(protocol, scope, self.config.request_timeout)
         if target.kind is Kind.WORKER:
             opts = {
@@ -56,7 +58,8 @@ class WebSocketService(Service):
             }
             client = worker_client(self.config.redis, target.concurrency)
             return WorkerSession(protocol, target.queue, target.concurrency, opts,
-                                 self.config.ws_message_timeout, client)
+                                 self.config.ws_message_timeout, client,
+                                 self.config.bullmq_layout)
         return EventsSession(protocol, self.hub, target.queue, target.events)
 
     def close_session(self, protocol: ProxyProtocol, session: ISession) -> None:

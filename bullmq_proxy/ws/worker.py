@@ -48,7 +48,7 @@ def _failure_message(value: Any) -> str:
 class WorkerSession:
     def __init__(
         self, channel: IChannel, queue: str, concurrency: int, opts: dict[str, Any],
-        timeout: float, client: RedisClient,
+        timeout: float, client: RedisClient, layout: str = "auto",
     ) -> None:
         self._channel = channel
         self._client = client
@@ -56,8 +56,9 @@ class WorkerSession:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._last_id = 0
         self._open = True
-        self.worker = FetchNextWorker(queue, self._process,
-                                      {**opts, "connection": client, "concurrency": concurrency})
+        self.worker = FetchNextWorker(
+            queue, self._process, {**opts, "connection": client, "concurrency": concurrency},
+            layout)
         self.worker.on("error", lambda error, *_: log.warn(
             "WebSocket worker of queue {queue} hit an error: {error}",
             queue=queue, error=f"{error.__class__.__name__}: {error}"))
