@@ -46,12 +46,15 @@ class ProxyError(Exception):
         detail: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+        # Members the problem type adds (a conflict's current ``state``...).
+        self.extra = extra
 
     def problem(self, instance: str) -> dict[str, Any]:
         """The RFC 9457 body."""
@@ -63,6 +66,7 @@ class ProxyError(Exception):
         }
         if self.field is not None:
             body["field"] = self.field
+        body.update(self.extra)
         body["instance"] = instance
         return body
 
@@ -71,6 +75,7 @@ class ProxyError(Exception):
         err: dict[str, Any] = {"message": self.detail, "code": self.kind.slug}
         if self.field is not None:
             err["field"] = self.field
+        err.update(self.extra)
         return err
 
 

@@ -112,7 +112,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     gate = Gate(authenticators, clients.queue, queues)
     readiness = Readiness(clients.queue)
     router = Router(config, gate, metrics.observe_request)
-    router.add_routes(queue_routes(queues, metrics))
+    router.add_routes(queue_routes(queues, metrics, config))
     router.add_routes(health_routes(readiness))
     router.add_routes(metrics_routes(metrics, config.metrics_token))
     # Listeners sit between Redis and the components, so that on shutdown (reverse order) the

@@ -95,22 +95,22 @@ def require_int(value: Any, field: str, minimum: int, maximum: int | None = None
     return value
 
 
-def validate_queue_name(name: str, config: Config) -> str:
+def validate_queue_name(name: str, config: Config, field: str = "queueName") -> str:
     if len(name) < config.min_queue_name_length:
         raise invalid(
-            "queueName",
-            f"queue name must be at least {config.min_queue_name_length} characters long",
+            field,
+            f"{field} must be at least {config.min_queue_name_length} characters long",
         )
     if len(name) > config.max_queue_name_length:
         raise invalid(
-            "queueName",
-            f"queue name must be at most {config.max_queue_name_length} characters long",
+            field,
+            f"{field} must be at most {config.max_queue_name_length} characters long",
         )
     if ":" in name:
-        raise invalid("queueName", "queue name must not contain ':' (BullMQ's key separator)")
+        raise invalid(field, f"{field} must not contain ':' (BullMQ's key separator)")
     if config.redis.cluster and not queue_keys_share_a_slot(config.queue_prefix, name):
         raise invalid(
-            "queueName",
+            field,
             "with Redis Cluster the queue name needs a hash tag, e.g. {mail}, unless "
             "QUEUE_PREFIX has one",
         )

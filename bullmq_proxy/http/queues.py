@@ -9,6 +9,7 @@ from typing import Any
 from bullmq import Job, Queue
 
 from bullmq_proxy.batching import AddBatcher
+from bullmq_proxy.core.job_admin import JobAdmin
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
 from bullmq_proxy.jobs import job_json, read_job
@@ -52,9 +53,10 @@ async def add_jobs(
 class QueueRoutes:
     """Handlers bound to the proxy's queue registry."""
 
-    def __init__(self, queues: QueueRegistry, metrics: Metrics) -> None:
+    def __init__(self, queues: QueueRegistry, metrics: Metrics, jobs: JobAdmin) -> None:
         self._queues = queues
         self._metrics = metrics
+        self._jobs = jobs
         self._batcher = AddBatcher(queues.client)
 
     async def add(self, call: Call) -> Any:
@@ -69,6 +71,14 @@ class QueueRoutes:
         requested = validate_states(call.query.get("statuses"))
         queue = self._queues.get(call.params["queueName"])
         states = job_types(requested, await self._queues.layout_of(queue))
+        name = call.query.get("name")
+        if name is not None:
+            if not name:
+                raise invalid("name", "name must be a non-empty job name")
+            counts, found = await asyncio.gather(
+                queue.getJobCounts(*states),
+                self._jobs.find_by_name(queue, name, states, page.start, page.length))
+            return {"counts": counts, **found}
         counts, jobs = await asyncio.gather(
             queue.getJobCounts(*states), queue.getJobs(states, page.start, page.end)
         )

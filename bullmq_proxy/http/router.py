@@ -38,6 +38,7 @@ from bullmq_proxy.errors import (
     TIMEOUT,
     ProxyError,
 )
+from bullmq_proxy.schemas.check import Schema, check, check_query
 from bullmq_proxy.validation import parse_json, validate_queue_name
 
 log = Logger(namespace="bullmq_proxy.http")
@@ -59,12 +60,15 @@ class Reply:
 
 @attrs.frozen
 class Call:
-    """What a handler gets: the matched parameters, the query and the body."""
+    """What a handler gets: the matched parameters, the query and the body; for a route
+    that declares its shapes, ``data`` (the checked body) and ``args`` (the checked query)."""
 
     request: IRequest
     params: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes
+    data: Any = None
+    args: Mapping[str, Any] = attrs.field(factory=dict)
 
     def json(self) -> Any:
         return parse_json(self.body)
@@ -77,10 +81,17 @@ RequestObserver = Callable[[str | None, bytes, int, float], None]
 
 @attrs.frozen
 class Route:
+    """One route: its handler, who may call it, and the shapes of what it takes and answers
+    (JSON Schema; the router checks ``body`` and ``query``, the API document shows all)."""
+
     method: bytes
     template: str
     handler: Handler
     policy: Policy = Policy.TOKEN
+    body: Schema | None = None
+    query: Schema | None = None
+    response: Schema | None = None
+    summary: str = ""
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -221,7 +232,16 @@ class Router(Resource):
             for key, values in request.args.items()
             if values
         }
-        return await route.handler(Call(request, params, query, body))
+        data = self._checked_body(route.body, body) if route.body is not None else None
+        args = check_query(route.query, query) if route.query is not None else {}
+        return await route.handler(Call(request, params, query, body, data, args))
+
+    @staticmethod
+    def _checked_body(schema: Schema, body: bytes) -> Any:
+        # A body whose fields are all optional may be left out.
+        if not body.strip() and schema.get("type") == "object" and not schema.get("required"):
+            return check(schema, {}, "")
+        return check(schema, parse_json(body), "")
 
     def _write(self, request: IRequest, result: Any) -> None:
         reply = result if isinstance(result, Reply) else Reply(body=result)

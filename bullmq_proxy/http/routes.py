@@ -6,8 +6,17 @@ from typing import Any
 
 from bullmq_proxy import __version__
 from bullmq_proxy.auth import Policy
+from bullmq_proxy.config import Config
+from bullmq_proxy.core.flows import Flows
+from bullmq_proxy.core.job_admin import JobAdmin
+from bullmq_proxy.core.queue_admin import QueueAdmin
+from bullmq_proxy.core.registrations import RegisteredWorkers
+from bullmq_proxy.core.schedulers import Schedulers
+from bullmq_proxy.http.admin import job_admin_routes, queue_admin_routes
+from bullmq_proxy.http.flows import flow_routes
 from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.http.schedulers import scheduler_routes
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
 
@@ -18,8 +27,9 @@ async def banner(call: Call) -> Any:
     return Reply(text=BANNER)
 
 
-def queue_routes(queues: QueueRegistry, metrics: Metrics) -> list[Route]:
-    q = QueueRoutes(queues, metrics)
+def queue_routes(queues: QueueRegistry, metrics: Metrics, config: Config) -> list[Route]:
+    jobs_admin = JobAdmin(queues)
+    q = QueueRoutes(queues, metrics, jobs_admin)
     jobs = "/queues/{queueName}/jobs"
     job = jobs + "/{jobId}"
     return [
@@ -30,4 +40,9 @@ def queue_routes(queues: QueueRegistry, metrics: Metrics) -> list[Route]:
         Route(b"GET", job + "/logs", q.logs),
         Route(b"POST", job + "/logs", q.add_log, Policy.JOB_LOCK),
         Route(b"POST", job + "/progress", q.progress, Policy.JOB_LOCK),
+        *queue_admin_routes(QueueAdmin(queues, RegisteredWorkers(
+            queues.client, config.worker_metadata_key).urls)),
+        *job_admin_routes(jobs_admin),
+        *scheduler_routes(Schedulers(queues)),
+        *flow_routes(Flows(queues), config),
     ]
