@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
+import redis.exceptions
 
 
 @attrs.frozen
@@ -85,3 +87,18 @@ def invalid(field: str, detail: str) -> ProxyError:
 
 def unknown(field: str) -> ProxyError:
     return ProxyError(UNKNOWN_FIELD, f"{field} is not an accepted field", field)
+
+
+def classify(err: BaseException) -> ProxyError | None:
+    """Map an infrastructure failure to its error kind; None for a bug."""
+    if isinstance(err, ProxyError):
+        return err
+    if isinstance(err, asyncio.TimeoutError | redis.exceptions.TimeoutError):
+        return ProxyError(TIMEOUT, "Redis did not answer in time; try again later.")
+    if isinstance(err, redis.exceptions.ConnectionError | ConnectionError):
+        return ProxyError(
+            REDIS_UNAVAILABLE,
+            "Redis is unavailable; try again later.",
+            headers={"Retry-After": "1"},
+        )
+    return None

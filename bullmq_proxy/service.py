@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from bullmq_proxy.auth import Gate, IAuthenticator, load_or_create_token
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
+from bullmq_proxy.core import Core, build_core
 from bullmq_proxy.endpoints import listen_endpoint
 from bullmq_proxy.health import Readiness, health_routes
 from bullmq_proxy.http.router import Router
@@ -60,6 +61,7 @@ class ProxyContext:
     redis: RedisClient
     blocking_redis: RedisClient
     queues: QueueRegistry
+    core: Core
     gate: Gate
     router: Router
     root: Root
@@ -112,7 +114,8 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     gate = Gate(authenticators, clients.queue, queues)
     readiness = Readiness(clients.queue)
     router = Router(config, gate, metrics.observe_request)
-    router.add_routes(queue_routes(queues, metrics, config))
+    core = build_core(queues, config)
+    router.add_routes(queue_routes(core, metrics, config))
     router.add_routes(health_routes(readiness))
     router.add_routes(metrics_routes(metrics, config.metrics_token))
     # Listeners sit between Redis and the components, so that on shutdown (reverse order) the
@@ -122,7 +125,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     listeners.setServiceParent(top)
     context = ProxyContext(
         config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
-        queues=queues, gate=gate, router=router, root=Root(router),
+        queues=queues, core=core, gate=gate, router=router, root=Root(router),
         metrics=metrics, readiness=readiness, listeners=listeners,
     )
     attach_workers(context, top)

@@ -74,3 +74,15 @@ def test_scripts_keys_the_layout_layer_relies_on() -> None:
         (["bull:q:paused", "bull:q:wait", "bull:q:meta", "bull:q:prioritized",
           "bull:q:events", "bull:q:delayed", "bull:q:marker"], ["resumed"]),
     ]
+
+
+def test_the_change_delay_script_takes_the_keys_the_proxy_sends() -> None:
+    from bullmq.redis_connection import loadScript
+
+    from bullmq_proxy.core.job_admin import CHANGE_DELAY_SCRIPT
+
+    header = loadScript(CHANGE_DELAY_SCRIPT).split("]]", 1)[0]
+    for line in ("KEYS[1] delayed key", "KEYS[2] meta key", "KEYS[3] marker key",
+                 "KEYS[4] events stream", "ARGV[1] delay", "ARGV[2] timestamp",
+                 "ARGV[3] the id of the job", "ARGV[4] job key"):
+        assert line in header, line

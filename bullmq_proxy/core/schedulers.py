@@ -4,12 +4,14 @@ remove the schedulers of a queue."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.validation import validate_job_opts
 
 # The scheduler fields of BullMQ's RepeatOptions the REST shape accepts besides the template.
 REPEAT_FIELDS = ("every", "pattern", "tz", "limit", "startDate", "endDate", "immediately",
@@ -20,6 +22,30 @@ def check_pattern(pattern: str, field: str) -> None:
     """A cron pattern as BullMQ reads it (5 fields, or 6 with seconds first)."""
     if not croniter.is_valid(pattern, second_at_beginning=True):
         raise invalid(field, f"{field} is not a valid cron pattern: {pattern!r}")
+
+
+def checked_scheduler(spec: dict[str, Any], field: str = "") -> dict[str, Any]:
+    """What the declared shape cannot say: a cron pattern, a time zone, a job template's
+    options (the same rules as an added job's)."""
+    def named(key: str) -> str:
+        return f"{field}.{key}" if field else key
+
+    if "pattern" in spec:
+        check_pattern(spec["pattern"], named("pattern"))
+    if "tz" in spec:
+        try:
+            ZoneInfo(spec["tz"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise invalid(named("tz"), f"{named('tz')} is not a known time zone: "
+                                       f"{spec['tz']!r}") from None
+    template = spec.get("template")
+    if template and "opts" in template:
+        opts = validate_job_opts(template["opts"], named("template.opts"))
+        for refused in ("repeat", "jobId", "delay"):
+            if refused in opts:
+                raise invalid(named(f"template.opts.{refused}"),
+                              f"{named(f'template.opts.{refused}')} is set by the scheduler")
+    return spec
 
 
 def _scheduler(record: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +85,10 @@ class Schedulers:
                 "length": length, "total": await queue.getJobSchedulersCount()}
 
     async def get(self, name: str, scheduler_id: str) -> dict[str, Any]:
-        record = await self._queues.get(name).getJobScheduler(scheduler_id)
+        queue = self._queues.get(name)
+        # bullmq's getJobScheduler fails (ValueError) on an id it does not know.
+        record = (await queue.getJobScheduler(scheduler_id)
+                  if await queue.isJobScheduler(scheduler_id) else None)
         if record is None:
             raise ProxyError(NOT_FOUND, f"Queue {name!r} has no job scheduler "
                                         f"{scheduler_id!r}.", "schedulerId")

@@ -8,15 +8,12 @@ is no other error page.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import attrs
-import redis.exceptions
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,21 +27,19 @@ from bullmq_proxy.config import Config
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.errors import (
     INTERNAL,
-    INVALID_FIELD,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
-    REDIS_UNAVAILABLE,
-    TIMEOUT,
     ProxyError,
+    classify,
 )
 from bullmq_proxy.schemas.check import Schema, check, check_query
 from bullmq_proxy.validation import parse_json, validate_queue_name
+from bullmq_proxy.web import split_path, write_problem
 
 log = Logger(namespace="bullmq_proxy.http")
 
 JSON_TYPE = b"application/json; charset=utf-8"
-PROBLEM_TYPE = b"application/problem+json"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 
 
@@ -98,19 +93,6 @@ class Route:
         return tuple(self.template.strip("/").split("/")) if self.template != "/" else ()
 
 
-def split_path(raw_path: bytes) -> tuple[str, ...]:
-    """Path segments, each percent-decoded exactly once (``%2F`` stays inside its segment)."""
-    parts = raw_path.split(b"?", 1)[0].split(b"/")
-    segments = parts[1:]
-    if segments and segments[-1] == b"":
-        segments.pop()
-    try:
-        return tuple(unquote_to_bytes(part).decode("utf-8") for part in segments)
-    except UnicodeDecodeError:
-        raise ProxyError(INVALID_FIELD, "The path is not valid UTF-8 once decoded.", "path") \
-            from None
-
-
 def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] | None:
     if len(template) != len(segments):
         return None
@@ -123,31 +105,6 @@ def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] |
         elif pattern != segment:
             return None
     return params
-
-
-def write_problem(request: IRequest, error: ProxyError, instance: str | None = None) -> None:
-    request.setResponseCode(error.kind.status)
-    for name, value in error.headers.items():
-        request.setHeader(name, value)
-    request.setHeader(b"content-type", PROBLEM_TYPE)
-    instance = instance or request.path.decode("utf-8", "replace")
-    request.write(json.dumps(error.problem(instance)).encode("utf-8"))
-    request.finish()
-
-
-def classify(err: BaseException) -> ProxyError | None:
-    """Map an infrastructure failure to its error kind; None for a bug."""
-    if isinstance(err, ProxyError):
-        return err
-    if isinstance(err, asyncio.TimeoutError | redis.exceptions.TimeoutError):
-        return ProxyError(TIMEOUT, "Redis did not answer in time; try again later.")
-    if isinstance(err, redis.exceptions.ConnectionError | ConnectionError):
-        return ProxyError(
-            REDIS_UNAVAILABLE,
-            "Redis is unavailable; try again later.",
-            headers={"Retry-After": "1"},
-        )
-    return None
 
 
 class Router(Resource):

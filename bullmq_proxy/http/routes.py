@@ -7,18 +7,13 @@ from typing import Any
 from bullmq_proxy import __version__
 from bullmq_proxy.auth import Policy
 from bullmq_proxy.config import Config
-from bullmq_proxy.core.flows import Flows
-from bullmq_proxy.core.job_admin import JobAdmin
-from bullmq_proxy.core.queue_admin import QueueAdmin
-from bullmq_proxy.core.registrations import RegisteredWorkers
-from bullmq_proxy.core.schedulers import Schedulers
+from bullmq_proxy.core import Core
 from bullmq_proxy.http.admin import job_admin_routes, queue_admin_routes
 from bullmq_proxy.http.flows import flow_routes
 from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.http.schedulers import scheduler_routes
 from bullmq_proxy.metrics import Metrics
-from bullmq_proxy.queues import QueueRegistry
 
 BANNER = f"BullMQ Proxy for Python v{__version__}"
 
@@ -27,9 +22,8 @@ async def banner(call: Call) -> Any:
     return Reply(text=BANNER)
 
 
-def queue_routes(queues: QueueRegistry, metrics: Metrics, config: Config) -> list[Route]:
-    jobs_admin = JobAdmin(queues)
-    q = QueueRoutes(queues, metrics, jobs_admin)
+def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
+    q = QueueRoutes(core.queues, metrics, core.job_admin)
     jobs = "/queues/{queueName}/jobs"
     job = jobs + "/{jobId}"
     return [
@@ -40,9 +34,8 @@ def queue_routes(queues: QueueRegistry, metrics: Metrics, config: Config) -> lis
         Route(b"GET", job + "/logs", q.logs),
         Route(b"POST", job + "/logs", q.add_log, Policy.JOB_LOCK),
         Route(b"POST", job + "/progress", q.progress, Policy.JOB_LOCK),
-        *queue_admin_routes(QueueAdmin(queues, RegisteredWorkers(
-            queues.client, config.worker_metadata_key).urls)),
-        *job_admin_routes(jobs_admin),
-        *scheduler_routes(Schedulers(queues)),
-        *flow_routes(Flows(queues), config),
+        *queue_admin_routes(core.queue_admin),
+        *job_admin_routes(core.job_admin),
+        *scheduler_routes(core.schedulers),
+        *flow_routes(core.flows, config),
     ]

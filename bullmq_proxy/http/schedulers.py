@@ -3,37 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bullmq_proxy.core.schedulers import Schedulers, check_pattern
-from bullmq_proxy.errors import invalid
+from bullmq_proxy.core.schedulers import Schedulers, checked_scheduler
 from bullmq_proxy.http.router import Call, Route
 from bullmq_proxy.schemas import admin as shapes
-from bullmq_proxy.validation import validate_job_id, validate_job_opts
-
-
-def checked_scheduler(spec: dict[str, Any], field: str = "") -> dict[str, Any]:
-    """What the declared shape cannot say: a cron pattern, a time zone, a job template's
-    options (the same rules as an added job's)."""
-    def named(key: str) -> str:
-        return f"{field}.{key}" if field else key
-
-    if "pattern" in spec:
-        check_pattern(spec["pattern"], named("pattern"))
-    if "tz" in spec:
-        try:
-            ZoneInfo(spec["tz"])
-        except (ZoneInfoNotFoundError, ValueError):
-            raise invalid(named("tz"), f"{named('tz')} is not a known time zone: "
-                                       f"{spec['tz']!r}") from None
-    template = spec.get("template")
-    if template and "opts" in template:
-        opts = validate_job_opts(template["opts"], named("template.opts"))
-        for refused in ("repeat", "jobId", "delay"):
-            if refused in opts:
-                raise invalid(named(f"template.opts.{refused}"),
-                              f"{named(f'template.opts.{refused}')} is set by the scheduler")
-    return spec
+from bullmq_proxy.validation import validate_job_id
 
 
 def scheduler_routes(schedulers: Schedulers) -> list[Route]:

@@ -12,8 +12,9 @@ from typing import Any
 import attrs
 from bullmq import Queue
 
+from bullmq_proxy.core import Core
+from bullmq_proxy.core.adding import BulkAdd, add_jobs
 from bullmq_proxy.errors import invalid
-from bullmq_proxy.http.queues import BulkAdd, add_jobs
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.redis.layout import job_types
 from bullmq_proxy.validation import (
@@ -26,6 +27,7 @@ from bullmq_proxy.validation import (
     validate_job_id,
     validate_job_opts,
 )
+from bullmq_proxy.ws.admin import ADMIN_COMMANDS, AdminScope, run_admin_command
 
 # One getJobs call loads every job it names into memory: keep a socket from asking for all.
 MAX_JOBS_PER_CALL = 1000
@@ -41,6 +43,8 @@ class Scope:
     bulk: BulkAdd
     added: Callable[[int], None]
     layout: Callable[[], Awaitable[int]]
+    name: str
+    core: Core
 
 
 class Args:
@@ -218,7 +222,10 @@ COMMANDS: Mapping[str, Command] = {
 
 
 async def run_command(scope: Scope, fn: str, values: list[Any]) -> Any:
+    if fn in ADMIN_COMMANDS:
+        return await run_admin_command(AdminScope(scope.name, scope.core), fn, values)
     command = COMMANDS.get(fn)
     if command is None:
-        raise invalid("fn", f"unknown command {fn!r}; known: {', '.join(COMMANDS)}")
+        known = ", ".join([*COMMANDS, *ADMIN_COMMANDS])
+        raise invalid("fn", f"unknown command {fn!r}; known: {known}")
     return await command.run(scope, Args(values, command.arity))

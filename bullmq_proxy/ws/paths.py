@@ -10,8 +10,8 @@ import attrs
 
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
-from bullmq_proxy.http.router import split_path
 from bullmq_proxy.validation import validate_queue_name
+from bullmq_proxy.web import split_path
 
 MAX_CONCURRENCY = 1000
 # QueueEvents' events that carry queue news (``error`` is the local listener's own).

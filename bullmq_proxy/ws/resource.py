@@ -16,8 +16,8 @@ from twisted.web.server import NOT_DONE_YET
 from bullmq_proxy.auth import Gate, Policy
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
-from bullmq_proxy.errors import INTERNAL, INVALID_FIELD, ProxyError
-from bullmq_proxy.http.router import classify, write_problem
+from bullmq_proxy.errors import INTERNAL, INVALID_FIELD, ProxyError, classify
+from bullmq_proxy.web import write_problem
 from bullmq_proxy.ws.paths import parse_target
 
 log = Logger(namespace="bullmq_proxy.ws")

@@ -13,8 +13,8 @@ from twisted.logger import Logger
 from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
+from bullmq_proxy.core import Core
 from bullmq_proxy.metrics import Metrics
-from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.ws.commands import Scope
 from bullmq_proxy.ws.events import EventsHub, EventsSession
@@ -28,12 +28,12 @@ log = Logger(namespace="bullmq_proxy.ws")
 
 
 class WebSocketService(Service):
-    def __init__(self, config: Config, queues: QueueRegistry, redis: Any,
-                 metrics: Metrics) -> None:
+    def __init__(self, config: Config, core: Core, redis: Any, metrics: Metrics) -> None:
         self.name = "websockets"
         self.config = config
         self._metrics = metrics
-        self._queues = queues
+        self._core = core
+        self._queues = queues = core.queues
         self.sockets: set[ProxyProtocol] = set()
         self._closing: set[asyncio.Future[Any]] = set()
         # Adds from every socket share pipelines, as REST adds do among themselves.
@@ -48,7 +48,7 @@ class WebSocketService(Service):
             queue = self._queues.get(target.queue)
             scope = Scope(queue, self._batcher.add_bulk,
                           self._metrics.jobs_added.labels(target.queue).inc,
-                          lambda: self._queues.layout_of(queue))
+                          lambda: self._queues.layout_of(queue), target.queue, self._core)
             return QueueSession(protocol, scope, self.config.request_timeout)
         if target.kind is Kind.WORKER:
             opts = {
