@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from bullmq_proxy.auth import Policy
 from bullmq_proxy.errors import NOT_READY, REDIS_UNAVAILABLE, ErrorKind, ProxyError
 from bullmq_proxy.http.router import Call, Route
+from bullmq_proxy.schemas.responses import HEALTH
 
 log = Logger(namespace="bullmq_proxy.health")
 
@@ -95,6 +96,8 @@ def health_routes(readiness: Readiness) -> list[Route]:
         raise NotReady(kind, f"The proxy is not ready ({detail}).", checks)
 
     return [
-        Route(b"GET", "/healthz", healthz, Policy.PUBLIC),
-        Route(b"GET", "/readyz", readyz, Policy.PUBLIC),
+        Route(b"GET", "/healthz", healthz, Policy.PUBLIC, response=HEALTH,
+              summary="Liveness: the process answers"),
+        Route(b"GET", "/readyz", readyz, Policy.PUBLIC, response=HEALTH,
+              summary="Readiness: Redis and the components answer (503 when not)"),
     ]

@@ -166,4 +166,6 @@ def metrics_routes(metrics: Metrics, token: str | None) -> list[Route]:
             headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
         )
 
-    return [Route(b"GET", "/metrics", scrape, Policy.PUBLIC)]
+    return [Route(b"GET", "/metrics", scrape, Policy.PUBLIC, response={"type": "string"},
+                  media="text/plain", statuses=(401,),
+                  summary="Prometheus metrics (METRICS_TOKEN when set)")]

@@ -22,6 +22,7 @@ from bullmq_proxy.config import Config
 from bullmq_proxy.core import Core, build_core
 from bullmq_proxy.endpoints import listen_endpoint
 from bullmq_proxy.health import Readiness, health_routes
+from bullmq_proxy.http.openapi import api_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
 from bullmq_proxy.http.site import ProxySite, Root
@@ -116,6 +117,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     router = Router(config, gate, metrics.observe_request)
     core = build_core(queues, config)
     router.add_routes(queue_routes(core, metrics, config))
+    router.add_routes(api_routes(lambda: router.routes))
     router.add_routes(health_routes(readiness))
     router.add_routes(metrics_routes(metrics, config.metrics_token))
     # Listeners sit between Redis and the components, so that on shutdown (reverse order) the

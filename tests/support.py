@@ -16,6 +16,7 @@ from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.http.site import ProxySite
 from bullmq_proxy.service import ProxyContext, build_context
+from tests.api_contract import ApiContract
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -35,6 +36,7 @@ class Proxy:
     context: ProxyContext
     services: MultiService
     stub: StubTreq
+    contract: ApiContract | None = None
 
     async def request(
         self, method: str, path: str, *, json_body: Any = None, body: bytes | None = None,
@@ -53,6 +55,9 @@ class Proxy:
         decoded: Any = content.decode()
         if "json" in content_type:
             decoded = json.loads(content)
+        if self.contract is None:
+            self.contract = ApiContract(self.context.router.routes)
+        self.contract.check(method, path, response.code, content_type, decoded)
         return response.code, decoded, response.headers
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from bullmq_proxy.core.job_admin import JobAdmin
 from bullmq_proxy.core.queue_admin import QueueAdmin
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.schemas import admin as shapes
+from bullmq_proxy.schemas import responses as answers
 
 
 def _queue(call: Call) -> str:
@@ -62,29 +63,40 @@ def queue_admin_routes(admin: QueueAdmin) -> list[Route]:
 
     return [
         Route(b"GET", "/queues", list_queues, query=shapes.PAGE_QUERY,
+              response=answers.QUEUE_LIST,
               summary="List the queues under the prefix"),
-        Route(b"GET", queue, summary, summary="A queue's state, counts and limits"),
-        Route(b"DELETE", queue, obliterate, query=shapes.OBLITERATE_QUERY,
+        Route(b"GET", queue, summary, response=answers.ref("Queue"),
+              summary="A queue's state, counts and limits"),
+        Route(b"DELETE", queue, obliterate, query=shapes.OBLITERATE_QUERY, status=204,
               summary="Obliterate a queue"),
         Route(b"POST", queue + "/pause", pause, body=shapes.obj({}),
+              response=answers.ref("Queue"),
               summary="Pause a queue"),
         Route(b"POST", queue + "/resume", resume, body=shapes.obj({}),
+              response=answers.ref("Queue"),
               summary="Resume a queue"),
-        Route(b"POST", queue + "/clean", clean, body=shapes.CLEAN,
+        Route(b"POST", queue + "/clean", clean, body=shapes.CLEAN, response=answers.REMOVED,
               summary="Remove jobs of one state older than a grace period"),
         Route(b"POST", queue + "/drain", drain, body=shapes.DRAIN,
+              response=answers.ref("Queue"),
               summary="Remove the waiting (and delayed) jobs"),
         Route(b"POST", queue + "/retry", retry, body=shapes.RETRY_JOBS,
+              response=answers.ref("Queue"),
               summary="Retry every failed or completed job"),
         Route(b"POST", queue + "/promote", promote, body=shapes.PROMOTE_JOBS,
+              response=answers.ref("Queue"),
               summary="Promote every delayed job"),
         Route(b"PUT", queue + "/rate-limit", set_rate_limit, body=shapes.RATE_LIMIT,
+              response=answers.ref("Queue"),
               summary="Set the queue's global rate limit"),
         Route(b"DELETE", queue + "/rate-limit", remove_rate_limit,
+              response=answers.ref("Queue"),
               summary="Remove the queue's global rate limit"),
         Route(b"PUT", queue + "/concurrency", set_concurrency, body=shapes.CONCURRENCY,
+              response=answers.ref("Queue"),
               summary="Set the queue's global concurrency"),
         Route(b"DELETE", queue + "/concurrency", remove_concurrency,
+              response=answers.ref("Queue"),
               summary="Remove the queue's global concurrency"),
     ]
 
@@ -120,16 +132,23 @@ def job_admin_routes(admin: JobAdmin) -> list[Route]:
 
     return [
         Route(b"DELETE", job, remove, query=shapes.REMOVE_JOB_QUERY,
+              response=answers.ref("Job"),
               summary="Remove a job (and its children)"),
-        Route(b"PATCH", job, update, body=shapes.JOB_DATA, summary="Replace a job's data"),
+        Route(b"PATCH", job, update, body=shapes.JOB_DATA, response=answers.ref("Job"),
+              summary="Replace a job's data"),
         Route(b"POST", job + "/retry", retry, body=shapes.obj({}),
+              response=answers.ref("Job"),
               summary="Retry a failed or completed job"),
         Route(b"POST", job + "/promote", promote, body=shapes.obj({}),
+              response=answers.ref("Job"),
               summary="Run a delayed job now"),
         Route(b"POST", job + "/priority", priority, body=shapes.PRIORITY,
+              response=answers.ref("Job"),
               summary="Change a waiting job's priority"),
         Route(b"POST", job + "/delay", delay, body=shapes.DELAY,
+              response=answers.ref("Job"),
               summary="Change a delayed job's delay"),
         Route(b"GET", job + "/children", children, query=shapes.PAGE_QUERY,
+              response=answers.CHILDREN,
               summary="A parent's children: pending, processed, failed, ignored"),
     ]

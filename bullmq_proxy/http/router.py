@@ -87,6 +87,10 @@ class Route:
     query: Schema | None = None
     response: Schema | None = None
     summary: str = ""
+    status: int = 200
+    media: str = "application/json"
+    # Problem statuses the route answers besides those its policy and shapes imply.
+    statuses: tuple[int, ...] = ()
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -123,6 +127,10 @@ class Router(Resource):
 
     def add_routes(self, routes: Sequence[Route]) -> None:
         self._routes.extend((route, route.segments) for route in routes)
+
+    @property
+    def routes(self) -> list[Route]:
+        return [route for route, _ in self._routes]
 
     def render(self, request: IRequest) -> Any:
         gone: list[bool] = []

@@ -14,8 +14,10 @@ from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.http.schedulers import scheduler_routes
 from bullmq_proxy.metrics import Metrics
+from bullmq_proxy.schemas import responses as answers
 
 BANNER = f"BullMQ Proxy for Python v{__version__}"
+TEXT = "text/plain"
 
 
 async def banner(call: Call) -> Any:
@@ -27,13 +29,19 @@ def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
     jobs = "/queues/{queueName}/jobs"
     job = jobs + "/{jobId}"
     return [
-        Route(b"GET", "/", banner, Policy.PUBLIC),
-        Route(b"POST", jobs, q.add),
-        Route(b"GET", jobs, q.list),
-        Route(b"GET", job, q.get),
-        Route(b"GET", job + "/logs", q.logs),
-        Route(b"POST", job + "/logs", q.add_log, Policy.JOB_LOCK),
-        Route(b"POST", job + "/progress", q.progress, Policy.JOB_LOCK),
+        Route(b"GET", "/", banner, Policy.PUBLIC, response=answers.TEXT, media=TEXT,
+              summary="The banner, with the proxy's version"),
+        Route(b"POST", jobs, q.add, response=answers.JOBS,
+              summary="Add jobs (an array of {name, data, opts})"),
+        Route(b"GET", jobs, q.list, response=answers.JOB_LIST,
+              summary="Counts and jobs of some states (or by name)"),
+        Route(b"GET", job, q.get, response=answers.ref("Job"), summary="A job and its state"),
+        Route(b"GET", job + "/logs", q.logs, response=answers.LOGS, summary="A job's log lines"),
+        Route(b"POST", job + "/logs", q.add_log, Policy.JOB_LOCK, response=answers.TEXT_OK,
+              media=TEXT, summary="Add a log line (with the job's lock token)"),
+        Route(b"POST", job + "/progress", q.progress, Policy.JOB_LOCK,
+              response=answers.TEXT_OK, media=TEXT,
+              summary="Set a job's progress (with the job's lock token)"),
         *queue_admin_routes(core.queue_admin),
         *job_admin_routes(core.job_admin),
         *scheduler_routes(core.schedulers),

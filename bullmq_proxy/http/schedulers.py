@@ -7,6 +7,7 @@ from typing import Any
 from bullmq_proxy.core.schedulers import Schedulers, checked_scheduler
 from bullmq_proxy.http.router import Call, Route
 from bullmq_proxy.schemas import admin as shapes
+from bullmq_proxy.schemas import responses as answers
 from bullmq_proxy.validation import validate_job_id
 
 
@@ -32,10 +33,12 @@ def scheduler_routes(schedulers: Schedulers) -> list[Route]:
         return await schedulers.remove(*ids(call))
 
     return [
-        Route(b"GET", base, listed, query=shapes.PAGE_QUERY,
+        Route(b"GET", base, listed, query=shapes.PAGE_QUERY, response=answers.SCHEDULER_LIST,
               summary="A queue's job schedulers, soonest first"),
-        Route(b"PUT", one, upsert, body=shapes.SCHEDULER,
+        Route(b"PUT", one, upsert, body=shapes.SCHEDULER, response=answers.ref("Scheduler"),
               summary="Create or replace a job scheduler"),
-        Route(b"GET", one, get, summary="A job scheduler with its next run time"),
-        Route(b"DELETE", one, remove, summary="Remove a job scheduler"),
+        Route(b"GET", one, get, response=answers.ref("Scheduler"),
+              summary="A job scheduler with its next run time"),
+        Route(b"DELETE", one, remove, response=answers.ref("Scheduler"),
+              summary="Remove a job scheduler"),
     ]

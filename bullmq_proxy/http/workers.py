@@ -9,6 +9,7 @@ from bullmq_proxy.auth import Policy, bearer_token
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.schemas import responses as answers
 from bullmq_proxy.validation import refuse_unknown, require_int, require_object
 from bullmq_proxy.workers.metadata import parse_metadata
 from bullmq_proxy.workers.service import WorkersService
@@ -80,10 +81,14 @@ class WorkerRoutes:
 def worker_routes(config: Config, workers: WorkersService) -> list[Route]:
     w = WorkerRoutes(config, workers)
     return [
-        Route(b"POST", "/workers", w.register),
-        Route(b"GET", "/workers", w.list),
-        Route(b"GET", "/workers/{queueName}", w.get),
-        Route(b"DELETE", "/workers/{queueName}", w.remove),
+        Route(b"POST", "/workers", w.register, response=answers.TEXT_OK, media="text/plain",
+              summary="Register (or replace) a queue's HTTP-endpoint worker"),
+        Route(b"GET", "/workers", w.list, response=answers.WORKER_URLS,
+              summary="The registered workers' endpoint URLs"),
+        Route(b"GET", "/workers/{queueName}", w.get, response=answers.WORKER,
+              summary="A registration and how its worker runs here"),
+        Route(b"DELETE", "/workers/{queueName}", w.remove, response=answers.TEXT_OK,
+              media="text/plain", summary="Remove a queue's worker"),
     ]
 
 
@@ -141,7 +146,11 @@ def settlement_routes(workers: WorkersService) -> list[Route]:
     s = SettlementRoutes(workers)
     job = "/queues/{queueName}/jobs/{jobId}"
     return [
-        Route(b"POST", job + "/complete", s.complete, Policy.JOB_LOCK),
-        Route(b"POST", job + "/fail", s.fail, Policy.JOB_LOCK),
-        Route(b"POST", job + "/lock", s.lock, Policy.JOB_LOCK),
+        Route(b"POST", job + "/complete", s.complete, Policy.JOB_LOCK,
+              response=answers.TEXT_OK, media="text/plain",
+              summary="Complete a job an endpoint answered 202 for"),
+        Route(b"POST", job + "/fail", s.fail, Policy.JOB_LOCK, response=answers.TEXT_OK,
+              media="text/plain", summary="Fail a job an endpoint answered 202 for"),
+        Route(b"POST", job + "/lock", s.lock, Policy.JOB_LOCK, response=answers.TEXT_OK,
+              media="text/plain", summary="Extend the deadline of a job answered 202"),
     ]

@@ -87,3 +87,8 @@ SCHEDULER = obj({
 }, anyOf=[{"required": ["every"], "not": {"required": ["pattern"]}},
           {"required": ["pattern"], "not": {"required": ["every"]}}],
    description="a scheduler needs exactly one of every and pattern")
+# A flow is a tree; its nodes are checked one by one by core/flows.py (FlowShape), with the
+# job rules of an added job, depth and size bounds.
+FLOW_BODY = {"type": ["object", "array"],
+             "description": "a flow {name, queueName, data, opts, children: [flows]} or a "
+                            "non-empty array of them"}
