@@ -1,8 +1,10 @@
-"""Assembles the proxy: a ``MultiService`` of named services around one shared context.
+"""Assembles the proxy: named services around one shared context, started in the order they
+are added and stopped one after another in reverse (docs/operations.md, "Shutdown"):
 
-Start order is the order children are added; ``MultiService`` stops them in reverse: the
-workers and sockets finish first (endpoints can still call back during their grace period),
-then the listeners close, then the Redis clients, and the embedded Redis (if any) stops last.
+``drain`` (``/readyz`` answers 503 from then on), ``websockets``, ``workers`` (they stop
+taking jobs; calls in flight and jobs held after a 202 may still call back through the open
+listeners until the grace period ends), ``http`` (the listeners close), ``redis`` (the
+clients close), ``embedded-redis`` (the private redis-server, if any, stops last).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from bullmq_proxy.auth import Gate, IAuthenticator, load_or_create_token
@@ -21,7 +23,7 @@ from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.core import Core, build_core
 from bullmq_proxy.endpoints import listen_endpoint
-from bullmq_proxy.health import Readiness, health_routes
+from bullmq_proxy.health import Readiness, condition, health_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
 from bullmq_proxy.http.site import ProxySite, Root
@@ -36,6 +38,39 @@ from bullmq_proxy.ws.attach import attach_websockets
 log = Logger(namespace="bullmq_proxy.service")
 
 
+class SequentialMultiService(MultiService):
+    """Stops its children one after another, the last added first, each waiting for the one
+    before to finish (``MultiService`` stops them all at once)."""
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop_children())
+
+    async def _stop_children(self) -> None:
+        for service in reversed(list(self)):
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                # The next services must still stop: Redis, say, after a worker that failed.
+                log.failure("The {name} service failed to stop", name=service.name)
+
+
+class DrainService(Service):
+    """The first to stop: from then on ``/readyz`` answers 503, so that load balancers send
+    no new work while the other services stop in turn."""
+
+    def __init__(self, readiness: Readiness) -> None:
+        self.name = "drain"
+        self.draining = False
+        readiness.add("shutdown", condition(lambda: not self.draining,
+                                            "the proxy is shutting down"))
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.draining = True
+        log.info("Shutting down: /readyz answers 503 from now on")
+
+
 class RedisClientsService(Service):
     """Owns the two Redis clients: ``queue`` for short commands, ``blocking`` for waits."""
 
@@ -46,10 +81,11 @@ class RedisClientsService(Service):
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
-        return DeferredList(
+        closed = DeferredList(
             [as_deferred(close_client(client))
              for client in (self.queue, self.blocking)]
         )
+        return closed.addCallback(lambda _: log.info("Redis clients closed"))
 
 
 @attrs.frozen
@@ -98,7 +134,8 @@ def _with_tokens(config: Config) -> Config:
 
 
 def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyContext:
-    """Everything but the listeners; services it needs are added to ``top``."""
+    """Everything but the listeners; services it needs are added to ``top``, which stops them
+    in the documented order when it is a ``SequentialMultiService``."""
     config = _with_embedded_redis(config, reactor, top)
     config = _with_tokens(config)
     metrics = Metrics()
@@ -130,11 +167,12 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     )
     attach_workers(context, top)
     attach_websockets(context, top)
+    DrainService(readiness).setServiceParent(top)
     return context
 
 
-def build_service(config: Config, reactor: Any) -> MultiService:
-    top = MultiService()
+def build_service(config: Config, reactor: Any) -> SequentialMultiService:
+    top = SequentialMultiService()
     context = build_context(config, reactor, top)
     config = context.config
     site = ProxySite(context.root, config.max_body_size)

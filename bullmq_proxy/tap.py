@@ -121,10 +121,16 @@ def makeService(options: Options) -> MultiService:
         top = build_service(config, reactor)
     except (ConfigError, ProcessesError) as err:
         raise SystemExit(f"bullmq-proxy: {err}") from None
+    reactor.callWhenRunning(freeze_startup_heap)
+    if options["processes"] == 1 and not os.environ.get(CHILD_ENV):
+        return top
+    # The copies stop beside this process's own ordered stop, not as one of its steps: every
+    # process drains at the same time, and this one exits only once the copies have.
+    both = MultiService()
+    top.setServiceParent(both)
     if options["processes"] > 1:
         argv = child_argv(config.listen, options.passed_settings())
-        ChildProcessesService(reactor, argv, options["processes"] - 1).setServiceParent(top)
+        ChildProcessesService(reactor, argv, options["processes"] - 1).setServiceParent(both)
     if os.environ.get(CHILD_ENV):
-        ParentWatchService(reactor).setServiceParent(top)
-    reactor.callWhenRunning(freeze_startup_heap)
-    return top
+        ParentWatchService(reactor).setServiceParent(both)
+    return both

@@ -22,7 +22,7 @@ import attrs
 import pytest
 import yaml
 
-from bullmq_proxy.config import SETTINGS
+from bullmq_proxy.config import SETTINGS, Config
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.redis.embedded import free_port
 from tests.twistd_process import REPO, TWISTD, TwistdProxy, proxy_env
@@ -350,3 +350,25 @@ def test_operations_doc_covers_every_setting_and_metric():
     for name in names:
         # Counters are documented with the _total their samples carry.
         assert name in text, name
+
+
+# What a stop takes beyond WORKER_SHUTDOWN_GRACE (docs/operations.md, "Shutdown").
+STOP_MARGIN_SECONDS = 5
+
+
+def test_supervisors_wait_longer_than_a_graceful_stop_takes():
+    grace = Config().worker_shutdown_grace
+    documents = {doc["kind"]: doc for doc in
+                 yaml.safe_load_all((REPO / "docs" / "kubernetes.yaml").read_text())}
+    pod = documents["Deployment"]["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep"
+    assert pod["terminationGracePeriodSeconds"] >= int(pause[1]) + grace + STOP_MARGIN_SECONDS
+
+    timeout = unit("bullmq-proxy.service")["Service"]["TimeoutStopSec"]
+    assert int(timeout) >= grace + STOP_MARGIN_SECONDS
+
+    compose = yaml.safe_load((REPO / "docs" / "docker-compose.yml").read_text())
+    stop = compose["services"]["proxy"]["stop_grace_period"]
+    assert stop.endswith("s")
+    assert int(stop[:-1]) >= grace + STOP_MARGIN_SECONDS

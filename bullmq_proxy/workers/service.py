@@ -78,15 +78,17 @@ class WorkersService(Service):
         return as_deferred(self._stop())
 
     async def _stop(self) -> None:
+        # Stop taking jobs at once; the registry read in progress ends meanwhile, and what it
+        # brings starts no worker any more (apply).
+        self._follower.stopping = True
+        for queue in list(self.workers):
+            self._stop_worker(queue)
         if self._task is not None:
-            self._follower.stopping = True
             await asyncio.wait({self._task}, timeout=BLOCK_MS / 1000 + 2)
             if not self._task.done():
                 # Redis is away and the read is retrying: do not let it hold the shutdown.
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=1)
-        for queue in list(self.workers):
-            self._stop_worker(queue)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._pool is not None:
@@ -101,6 +103,8 @@ class WorkersService(Service):
 
     async def apply(self, queue: str, raw: str | None) -> None:
         """Make the queue's worker match its registration (None: no registration)."""
+        if not self.running:
+            return
         current = self.workers.get(queue)
         if raw is None:
             if current is not None:
