@@ -172,7 +172,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(the Node BullMQ major of the fleet); see docs/compatibility.md"),
     Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
             "How many Queue objects to keep open"),
-    Setting("debug", "DEBUG", "debug", False, _boolean, "Log every request at debug level"),
+    Setting("debug", "DEBUG", "debug", False, _boolean, "Log at debug level too: every "
+            "request, every failed attempt, every endpoint connection"),
     Setting("min_queue_name_length", "MIN_QUEUE_NAME_LENGTH", "min-queue-name-length", 3,
             _integer(1), "Shortest queue name accepted"),
     Setting("max_queue_name_length", "MAX_QUEUE_NAME_LENGTH", "max-queue-name-length", 100,

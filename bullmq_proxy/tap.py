@@ -24,6 +24,7 @@ if "twisted.internet.reactor" not in sys.modules:
 from twisted.internet import reactor
 
 from bullmq_proxy.config import SETTINGS, Config, ConfigError, load_config
+from bullmq_proxy.logs import TWISTD_OBSERVER, twistd_observer
 from bullmq_proxy.processes import (
     CHILD_ENV,
     ChildProcessesService,
@@ -97,9 +98,14 @@ class Options(usage.Options):
             )
         except ConfigError as err:
             raise SystemExit(f"bullmq-proxy: {err}") from None
-        if self.config.log_format == "json" and self.parent is not None:
+        twistd = self.parent
+        if twistd is not None and twistd["logger"] is None and not twistd.get("syslog"):
             # twistd resolves its --logger option by name once all options are parsed.
-            self.parent["logger"] = "bullmq_proxy.logs.json_observer_factory"
+            twistd_observer.log_format = self.config.log_format
+            twistd_observer.debug = self.config.debug
+            twistd_observer.logfile = twistd["logfile"] or (
+                None if twistd["nodaemon"] else "twistd.log")
+            twistd["logger"] = TWISTD_OBSERVER
 
 
 def freeze_startup_heap() -> None:

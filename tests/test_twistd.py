@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 
@@ -103,21 +102,6 @@ def test_another_reactor_is_a_usage_error(tmp_path):
     result = run_twistd(["--reactor=select", "bullmq-proxy"], proxy_env(), tmp_path)
     assert result.returncode != 0
     assert "asyncio reactor" in result.stdout + result.stderr
-
-
-def test_json_logs(tmp_path, redis_url):
-    env = proxy_env(REDIS_URL=redis_url, AUTH_TOKENS="t", LOG_FORMAT="json")
-    proxy = start_twistd([], env, tmp_path, free_port())
-    try:
-        proxy.wait_ready()
-        proxy.request("GET", "/queues/mail/jobs", token="wrong")
-    finally:
-        assert proxy.stop() == STOPPED_BY_TERM
-    events = [json.loads(line) for line in proxy.output().splitlines() if line.strip()]
-    namespaces = {event.get("log_namespace") for event in events}
-    assert "bullmq_proxy.auth" in namespaces
-    warning = next(e for e in events if e.get("log_namespace") == "bullmq_proxy.auth")
-    assert "wrong" not in json.dumps(warning)
 
 
 def test_oversize_upload_is_413_on_a_real_socket(tmp_path, redis_url):
