@@ -38,8 +38,11 @@ from bullmq_proxy.service import build_service
 
 def _help(env: str | None, text: str, default: Any) -> str:
     source = f" [env {env}]" if env else ""
-    shown = f" (default: {default})" if default not in (None, (), "") else ""
+    shown = f" (default: {default})" if default not in (None, (), "", False) else ""
     return f"{text}{source}{shown}"
+
+
+FLAGS = tuple(s for s in SETTINGS if s.is_flag)
 
 
 class Options(usage.Options):
@@ -50,7 +53,12 @@ class Options(usage.Options):
     )
     optParameters = [  # noqa: RUF012 - Twisted reads this class attribute
         [s.option, None, None, _help(s.env, s.help, s.default)] for s in SETTINGS
+        if not s.is_flag
     ]
+    optFlags = [
+        [s.option, None, _help(s.env, s.help, s.default)] for s in FLAGS
+    ] + [[f"no-{s.option}", None, f"Turn --{s.option} off, whatever {s.env} says"]
+         for s in FLAGS]
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,8 +89,25 @@ class Options(usage.Options):
 
     def passed_settings(self) -> list[str]:
         """The settings given on the command line, to hand on to copies of this process."""
-        argv = [f"--{s.option}={self[s.option]}" for s in SETTINGS if self[s.option] is not None]
+        argv = []
+        for setting in SETTINGS:
+            value = self[setting.option]
+            if value is None:
+                continue
+            if setting.is_flag:
+                argv.append(f"--{'' if value == 'true' else 'no-'}{setting.option}")
+            else:
+                argv.append(f"--{setting.option}={value}")
         return argv + [f"--plugin={name}" for name in self["plugin"]]
+
+    def _flags_as_settings(self) -> None:
+        """A flag given is the setting's "true" or "false"; neither leaves it to the env."""
+        for setting in FLAGS:
+            on, off = self[setting.option], self[f"no-{setting.option}"]
+            if on and off:
+                raise usage.UsageError(
+                    f"--{setting.option} and --no-{setting.option} contradict each other")
+            self[setting.option] = "true" if on else "false" if off else None
 
     def postOptions(self) -> None:
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
@@ -92,6 +117,7 @@ class Options(usage.Options):
                 "bullmq-proxy runs on Twisted's asyncio reactor; drop --reactor "
                 "(or pass --reactor=asyncio)"
             )
+        self._flags_as_settings()
         try:
             self.config = load_config(
                 os.environ, self, tuple(self["listen"]), tuple(self["plugin"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -372,3 +373,47 @@ def test_supervisors_wait_longer_than_a_graceful_stop_takes():
     stop = compose["services"]["proxy"]["stop_grace_period"]
     assert stop.endswith("s")
     assert int(stop[:-1]) >= grace + STOP_MARGIN_SECONDS
+
+
+def _compose_interpolated(value: str, env: dict[str, str]) -> str:
+    """What Docker Compose makes of ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        given = env.get(name, "")
+        if operator == ":-":
+            return given or argument
+        if operator == ":?":
+            assert given, f"compose would refuse to start: {argument}"
+        return given
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", substitute, value)
+
+
+def test_the_compose_file_environment_starts_the_proxy(tmp_path, redis_server):
+    compose = yaml.safe_load((REPO / "docs" / "docker-compose.yml").read_text())
+    environment = {name: _compose_interpolated(str(value), {"AUTH_TOKENS": "secret"})
+                   for name, value in compose["services"]["proxy"]["environment"].items()}
+    assert environment["METRICS_TOKEN"] == ""  # what ${METRICS_TOKEN:-} gives when unset
+    _, final = stages(dockerfile())
+    port = free_port()
+    redis_host, redis_port = redis_server.removeprefix("redis://").split("/")[0].split(":")
+    env = {
+        **proxy_env(), **env_of(final), **environment,
+        # Only the addresses differ from the containers: the redis service, the mapped port.
+        "REDIS_HOST": redis_host, "REDIS_PORT": redis_port, "PORT": str(port),
+        "DATA_DIR": str(tmp_path / "data"), "PATH": os.environ["PATH"],
+    }
+    command = json.loads(only(final, "CMD").arguments)
+    log_path = tmp_path / "twistd.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([TWISTD[0], *command[1:]], env=env, cwd=tmp_path,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    proxy = TwistdProxy(process, port, log_path)
+    try:
+        proxy.wait_ready()
+        assert proxy.request("GET", "/queues/mail/jobs", token="secret")[0] == 200
+        assert proxy.request("GET", "/metrics")[0] == 200  # no METRICS_TOKEN: public
+    finally:
+        assert proxy.stop() == STOPPED_BY_TERM
+    assert all(json.loads(line) for line in proxy.output().splitlines())
