@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
 import sys
 from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
+from twisted.copyright import version as twisted_version
 from twisted.python import usage
 
+from bullmq_proxy import __version__
 from bullmq_proxy.bridge import install_asyncio_reactor
 
 if "twisted.internet.reactor" not in sys.modules:
@@ -66,6 +69,12 @@ class Options(usage.Options):
         self["plugin"] = []
         self["processes"] = 1
         self.config: Config | None = None
+
+    def opt_version(self) -> None:
+        """Print the proxy's version and exit."""
+        print(f"bullmq-proxy {__version__} (Twisted {twisted_version}, "
+              f"Python {platform.python_version()})")
+        sys.exit(0)
 
     def opt_listen(self, description: str) -> None:
         """A Twisted server endpoint to listen on, e.g. tcp:8080 or

@@ -1,4 +1,5 @@
-"""``twistd bullmq-proxy`` options: boolean settings are flags, empty env vars are unset."""
+"""``twistd bullmq-proxy`` options: boolean settings are flags, empty env vars are unset,
+``--version`` is the proxy's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import pytest
 from twisted.python import usage
 
+from bullmq_proxy import __version__
 from bullmq_proxy.config import SETTINGS, load_config
 from bullmq_proxy.redis.embedded import free_port
 from bullmq_proxy.tap import Options
@@ -82,6 +84,14 @@ def test_an_empty_env_var_is_unset():
 def test_an_empty_option_is_still_refused():
     with pytest.raises(SystemExit, match="--metrics-token must not be empty"):
         parse("--metrics-token", "")
+
+
+def test_version_is_the_proxy_s(tmp_path):
+    result = subprocess.run([*TWISTD, "bullmq-proxy", "--version"], env=proxy_env(),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"bullmq-proxy {__version__} (Twisted ")
 
 
 def test_twistd_with_debug_before_listen_serves_and_logs_requests(tmp_path, redis_url):
