@@ -9,6 +9,7 @@ clients close), ``embedded-redis`` (the private redis-server, if any, stops last
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -119,18 +120,26 @@ def _with_tokens(config: Config) -> Config:
     if config.auth_tokens:
         return config
     token, created = load_or_create_token(config.data_dir)
-    if created:
-        # Printed once, outside the log, so it never lands in log storage.
-        print(
-            f"bullmq-proxy: no AUTH_TOKENS set; generated an API token and kept it in "
-            f"{config.data_dir}/auth-token:\n{token}",
-            file=sys.stderr,
-            flush=True,
-        )
+    path = f"{config.data_dir}/auth-token"
+    if not created:
+        log.info("No AUTH_TOKENS set; using the token kept in {path}", path=path)
+    elif _on_a_terminal(sys.stderr):
+        log.info("No AUTH_TOKENS set; generated an API token, kept in {path} and shown on "
+                 "the terminal", path=path)
+        # Outside the log, which may be kept; shown once.
+        print(f"bullmq-proxy: the generated API token (kept in {path}):\n{token}",
+              file=sys.stderr, flush=True)
     else:
-        log.info("No AUTH_TOKENS set; using the token kept in {path}",
-                 path=f"{config.data_dir}/auth-token")
+        # Standard error is journald's or docker logs' here: the token stays in its file.
+        log.info("No AUTH_TOKENS set; generated an API token, kept in {path}", path=path)
     return attrs.evolve(config, auth_tokens=(token,))
+
+
+def _on_a_terminal(stream: Any) -> bool:
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyContext:
