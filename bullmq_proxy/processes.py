@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import Service
@@ -63,16 +63,18 @@ class _Child(protocol.ProcessProtocol):
 class ChildProcessesService(Service):
     """Starts the copies with ``argv`` and stops them with the first process."""
 
-    def __init__(self, reactor: Any, argv: Sequence[str], copies: int) -> None:
+    def __init__(self, reactor: Any, argv: Sequence[str], copies: int,
+                 env: Mapping[str, str] | None = None) -> None:
         self.name = "processes"
         self._reactor = reactor
         self._argv = list(argv)
         self._copies = copies
+        self._env = dict(env or {})
         self._children: list[tuple[_Child, Any]] = []
 
     def startService(self) -> None:
         super().startService()
-        env = {**os.environ, CHILD_ENV: "1"}
+        env = {**os.environ, **self._env, CHILD_ENV: "1"}
         for number in range(1, self._copies + 1):
             child = _Child(number)
             transport = self._reactor.spawnProcess(

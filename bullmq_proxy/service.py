@@ -30,11 +30,16 @@ from bullmq_proxy.http.routes import queue_routes
 from bullmq_proxy.http.site import ProxySite, Root
 from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
+from bullmq_proxy.queue_depth import QueueDepth
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import RedisClient, RedisEvents, close_client, create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
+from bullmq_proxy.summed_metrics import ProcessMetrics
 from bullmq_proxy.workers.attach import attach_workers
+from bullmq_proxy.workers.service import WorkersService
 from bullmq_proxy.ws.attach import attach_websockets
+from bullmq_proxy.ws.paths import Kind
+from bullmq_proxy.ws.service import WebSocketService
 
 log = Logger(namespace="bullmq_proxy.service")
 
@@ -152,7 +157,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     clients.setServiceParent(top)
 
     queues = QueueRegistry(clients.queue, config.queue_prefix, config.queue_cache_size,
-                           config.bullmq_layout)
+                           config.bullmq_layout, reactor.seconds)
     authenticators = [
         plugin for plugin in load_plugins(config, config.plugins)
         if IAuthenticator.providedBy(plugin)
@@ -174,13 +179,25 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         queues=queues, core=core, gate=gate, router=router, root=Root(router),
         metrics=metrics, readiness=readiness, listeners=listeners,
     )
-    attach_workers(context, top)
-    attach_websockets(context, top)
+    workers = attach_workers(context, top)
+    websockets = attach_websockets(context, top)
+    depth = QueueDepth(queues, lambda: _worked_queues(workers, websockets), reactor.seconds)
+    metrics.deployment.register(depth)
+    metrics.read_on_scrape(depth.read)
     DrainService(readiness).setServiceParent(top)
     return context
 
 
-def build_service(config: Config, reactor: Any) -> SequentialMultiService:
+def _worked_queues(workers: WorkersService, websockets: WebSocketService) -> set[str]:
+    """The queues with a worker here: registered HTTP workers and open push workers."""
+    pushed = {protocol.target.queue for protocol in list(websockets.sockets)
+              if protocol.target is not None and protocol.target.kind is Kind.WORKER}
+    return {*workers.workers, *pushed}
+
+
+def build_service(config: Config, reactor: Any,
+                  metrics_dir: str | None = None) -> SequentialMultiService:
+    """The whole proxy; ``metrics_dir`` is where --processes share their metrics."""
     top = SequentialMultiService()
     context = build_context(config, reactor, top)
     config = context.config
@@ -189,6 +206,10 @@ def build_service(config: Config, reactor: Any) -> SequentialMultiService:
         listener = StreamServerEndpointService(listen_endpoint(reactor, description), site)
         listener.setName(f"listen {description}")
         listener.setServiceParent(context.listeners)
+    if metrics_dir is not None:
+        shared = ProcessMetrics(reactor, metrics_dir, context.metrics.exposition)
+        shared.listener().setServiceParent(context.listeners)
+        context.metrics.sum_with(shared.others)
     log.info("bullmq-proxy ready to listen on {listen}, Redis at {redis}",
              listen=", ".join(config.listen), redis=config.redis.display())
     return top

@@ -10,7 +10,9 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import attrs
@@ -37,6 +39,7 @@ from bullmq_proxy.processes import (
     reuseport_listeners,
 )
 from bullmq_proxy.service import build_service
+from bullmq_proxy.summed_metrics import METRICS_DIR_ENV
 
 
 def _help(env: str | None, text: str, default: Any) -> str:
@@ -154,12 +157,17 @@ def freeze_startup_heap() -> None:
 def makeService(options: Options) -> MultiService:
     assert options.config is not None, "postOptions builds the configuration"
     config = options.config
+    # Where the processes serve their metrics to each other (summed_metrics.py).
+    metrics_dir = os.environ.get(METRICS_DIR_ENV) if os.environ.get(CHILD_ENV) else None
     try:
         if options["processes"] > 1:
             if config.redis.embedded:
                 raise ProcessesError("--processes needs an external Redis (REDIS_URL)")
             config = attrs.evolve(config, listen=reuseport_listeners(config.listen))
-        top = build_service(config, reactor)
+            metrics_dir = tempfile.mkdtemp(prefix="bullmq-proxy-metrics-")
+            reactor.addSystemEventTrigger("after", "shutdown", shutil.rmtree, metrics_dir,
+                                          True)
+        top = build_service(config, reactor, metrics_dir)
     except (ConfigError, ProcessesError) as err:
         raise SystemExit(f"bullmq-proxy: {err}") from None
     reactor.callWhenRunning(freeze_startup_heap)
@@ -171,7 +179,8 @@ def makeService(options: Options) -> MultiService:
     top.setServiceParent(both)
     if options["processes"] > 1:
         argv = child_argv(config.listen, options.passed_settings())
-        ChildProcessesService(reactor, argv, options["processes"] - 1).setServiceParent(both)
+        ChildProcessesService(reactor, argv, options["processes"] - 1,
+                              {METRICS_DIR_ENV: metrics_dir}).setServiceParent(both)
     if os.environ.get(CHILD_ENV):
         ParentWatchService(reactor).setServiceParent(both)
     return both

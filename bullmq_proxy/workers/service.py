@@ -8,7 +8,7 @@ supplies the processor that calls the endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -50,9 +50,11 @@ class WorkersService(Service):
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
         http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
         observe_call: CallObserver | None = None,
+        count_jobs: Callable[[str, FetchNextWorker], None] | None = None,
     ) -> None:
         self.name = "workers"
         self._observe_call = observe_call
+        self._count_jobs = count_jobs
         self._config = config
         self._reactor = reactor
         self._http = http
@@ -146,6 +148,8 @@ class WorkersService(Service):
             "stalledInterval": self._config.worker_stalled_interval,
         }
         worker = FetchNextWorker(metadata.queue, dispatcher, opts, self._config.bullmq_layout)
+        if self._count_jobs is not None:
+            self._count_jobs(metadata.queue, worker)
         worker.on("error", lambda err, *_: log.warn(
             "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
             error=f"{err.__class__.__name__}: {err}"))
