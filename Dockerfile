@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY bullmq_proxy ./bullmq_proxy
 COPY plugins ./plugins
 COPY twisted ./twisted
+COPY docs ./docs
 RUN /opt/bullmq-proxy/bin/pip install --no-cache-dir --no-deps . \
     && /opt/bullmq-proxy/bin/pip check \
     && /opt/bullmq-proxy/bin/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"

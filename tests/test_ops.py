@@ -220,6 +220,10 @@ def test_image_steps_build_a_working_proxy_in_a_plain_venv(tmp_path, redis_url):
     located = subprocess.run(["python", "-c", "import bullmq_proxy; print(bullmq_proxy.__file__)"],
                              env=env, cwd=home, capture_output=True, text=True, check=True)
     assert located.stdout.startswith(str(venv))
+    # The systemd unit's Documentation= names a page this install has (same venv path).
+    documentation = unit("bullmq-proxy.service")["Unit"]["Documentation"]
+    assert documentation.startswith(f"file://{venv_path}/")
+    assert Path(documentation.replace(f"file://{venv_path}", str(venv))).is_file()
 
     command = json.loads(only(final, "CMD").arguments)
     log_path = home / "twistd.log"
@@ -274,6 +278,15 @@ def test_systemd_units_are_hardened_and_match_each_other():
     streams = [v for k, v in sock["Socket"].items() if k == "ListenStream"]
     assert len(streams) == 1
     socket.inet_aton(streams[0].rsplit(":", 1)[0])
+
+
+def test_the_systemd_recipe_starts_the_service_at_boot_not_at_the_first_connection():
+    service = unit("bullmq-proxy.service")
+    assert service["Install"]["WantedBy"] == "multi-user.target"
+    recipe = (REPO / "docs" / "operations.md").read_text().split("### systemd", 1)[1]
+    commands = recipe.split("```sh", 1)[1].split("```", 1)[0]
+    enable = next(line for line in commands.splitlines() if "systemctl enable" in line)
+    assert {"bullmq-proxy.socket", "bullmq-proxy.service"} <= set(shlex.split(enable))
 
 
 def test_systemd_analyze_accepts_the_units(tmp_path):
