@@ -180,7 +180,8 @@ def makeService(options: Options) -> MultiService:
     if options["processes"] > 1:
         argv = child_argv(config.listen, options.passed_settings())
         ChildProcessesService(reactor, argv, options["processes"] - 1,
-                              {METRICS_DIR_ENV: metrics_dir}).setServiceParent(both)
+                              {METRICS_DIR_ENV: metrics_dir},
+                              config.worker_shutdown_grace).setServiceParent(both)
     if os.environ.get(CHILD_ENV):
         ParentWatchService(reactor).setServiceParent(both)
     return both

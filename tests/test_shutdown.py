@@ -14,6 +14,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, reactor, task
 
 from bullmq_proxy.health import Readiness
+from bullmq_proxy.processes import STOP_MARGIN_SECONDS, ChildProcessesService
 from bullmq_proxy.redis.embedded import free_port
 from bullmq_proxy.service import DrainService, SequentialMultiService
 from tests.support import TOKEN, aio
@@ -84,6 +85,36 @@ async def test_readiness_fails_once_draining_begins(redis_url):
     assert checks["shutdown"] == "the proxy is shutting down"
     assert checks["redis"] == "ok"
     await aio(client.aclose())
+
+
+class _Copy:
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+
+class _SpawningClock(task.Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[_Copy] = []
+
+    def spawnProcess(self, protocol, *args, **kwargs) -> _Copy:
+        self.copies.append(_Copy())
+        return self.copies[-1]
+
+
+def test_copies_get_the_workers_grace_before_they_are_killed():
+    clock = _SpawningClock()
+    copies = ChildProcessesService(clock, ["twistd"], 2, grace=30.0)
+    copies.startService()
+    copies.stopService()
+    assert [copy.signals for copy in clock.copies] == [["TERM"], ["TERM"]]
+    clock.advance(30.0 + STOP_MARGIN_SECONDS - 1)
+    assert [copy.signals for copy in clock.copies] == [["TERM"], ["TERM"]]
+    clock.advance(1)
+    assert [copy.signals for copy in clock.copies] == [["TERM", "KILL"], ["TERM", "KILL"]]
 
 
 def _positions(output: str, *lines: str) -> list[int]:
