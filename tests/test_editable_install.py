@@ -11,7 +11,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from tests.twistd_process import REPO
+
+pytestmark = pytest.mark.slow
 
 # README's contributor install, without its extras (the test venv has them already).
 EDITABLE = re.compile(r"pip install -e '\.\[[^\]]*\]' (--config-settings editable_mode=\w+)")

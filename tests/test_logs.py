@@ -7,6 +7,7 @@ import io
 import json
 from datetime import datetime
 
+import pytest
 import pytest_twisted
 from twisted.logger import Logger, LogLevel, LogPublisher, globalLogPublisher
 from twisted.python import log as legacy_log
@@ -108,6 +109,7 @@ async def test_a_failing_probe_logs_below_info():
     assert {event["log_level"] for event in probes} == {LogLevel.debug}
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_json_logs_of_a_real_twistd(tmp_path, redis_url):
     env = proxy_env(REDIS_URL=redis_url, AUTH_TOKENS="t", LOG_FORMAT="json")
@@ -128,6 +130,7 @@ async def test_json_logs_of_a_real_twistd(tmp_path, redis_url):
     assert any(r["message"] == "Server Shut Down." for r in records)
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_a_steady_load_logs_nothing_per_job_at_info_level(tmp_path, redis_url):
     async def closing(delivery):

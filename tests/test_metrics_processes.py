@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 
+import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
@@ -88,6 +89,7 @@ async def test_a_scrape_reads_the_other_processes_sockets_and_skips_dead_ones():
         shutil.rmtree(directory)
 
 
+@pytest.mark.slow
 def test_two_processes_answer_every_scrape_with_their_sum(tmp_path, redis_url):
     port = free_port()
     (tmp_path / "tmp").mkdir()

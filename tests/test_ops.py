@@ -449,6 +449,7 @@ def _compose_interpolated(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", substitute, value)
 
 
+@pytest.mark.slow
 def test_the_compose_file_environment_starts_the_proxy(tmp_path, redis_server):
     compose = yaml.safe_load((REPO / "docs" / "docker-compose.yml").read_text())
     environment = {name: _compose_interpolated(str(value), {"AUTH_TOKENS": "secret"})

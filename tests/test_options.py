@@ -86,6 +86,7 @@ def test_an_empty_option_is_still_refused():
         parse("--metrics-token", "")
 
 
+@pytest.mark.slow
 def test_version_is_the_proxy_s(tmp_path):
     result = subprocess.run([*TWISTD, "bullmq-proxy", "--version"], env=proxy_env(),
                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
@@ -94,6 +95,7 @@ def test_version_is_the_proxy_s(tmp_path):
     assert result.stdout.startswith(f"bullmq-proxy {__version__} (Twisted ")
 
 
+@pytest.mark.slow
 def test_twistd_with_debug_before_listen_serves_and_logs_requests(tmp_path, redis_url):
     port = free_port()
     log_path = tmp_path / "twistd.log"

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 
+import pytest
 import pytest_twisted
 from twisted.application.service import Service
 from twisted.internet import defer, reactor, task
@@ -125,6 +126,7 @@ def _positions(output: str, *lines: str) -> list[int]:
     return positions
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_a_held_job_calls_back_during_the_shutdown_and_everything_stops_in_order(
         tmp_path):
@@ -180,6 +182,7 @@ async def test_a_held_job_calls_back_during_the_shutdown_and_everything_stops_in
         again.stop()
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_the_terminal_stops_the_embedded_redis_last(tmp_path):
     """A Ctrl-C signals the terminal's whole foreground process group, redis-server too."""
     port = free_port()

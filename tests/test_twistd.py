@@ -9,6 +9,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from bullmq_proxy.redis.embedded import free_port
 from tests.twistd_process import TWISTD, proxy_env, run_twistd, start_twistd
 
@@ -125,6 +127,7 @@ def test_oversize_upload_is_413_on_a_real_socket(tmp_path, redis_url):
         _stopped_cleanly(proxy, proxy.stop())
 
 
+@pytest.mark.slow
 def test_a_generated_token_is_shown_on_a_terminal_once(tmp_path):
     data_dir = tmp_path / "data"
     port = free_port()
