@@ -136,6 +136,11 @@ class Setting:
     parse: Callable[[str], Any]
     help: str
 
+    @property
+    def is_flag(self) -> bool:
+        """A boolean: a twistd flag (``--debug``, ``--no-debug``) rather than a value."""
+        return self.parse is _boolean
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", "REDIS_URL", "redis-url", None, _redis_url,
@@ -172,7 +177,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(the Node BullMQ major of the fleet); see docs/compatibility.md"),
     Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
             "How many Queue objects to keep open"),
-    Setting("debug", "DEBUG", "debug", False, _boolean, "Log every request at debug level"),
+    Setting("debug", "DEBUG", "debug", False, _boolean, "Log at debug level too: every "
+            "request, every failed attempt, every endpoint connection"),
     Setting("min_queue_name_length", "MIN_QUEUE_NAME_LENGTH", "min-queue-name-length", 3,
             _integer(1), "Shortest queue name accepted"),
     Setting("max_queue_name_length", "MAX_QUEUE_NAME_LENGTH", "max-queue-name-length", 100,
@@ -302,11 +308,17 @@ class Config:
     plugins: tuple[str, ...] = ()
 
 
+def _from_env(env: Mapping[str, str], name: str) -> str | None:
+    """An empty variable counts as unset, as in the original (``VAR: ${VAR:-}`` in a compose
+    file sets one)."""
+    return env.get(name) or None
+
+
 def _value(setting: Setting, env: Mapping[str, str], options: Mapping[str, Any]) -> Any:
     raw = options.get(setting.option)
     source = f"--{setting.option}"
-    if raw is None and setting.env is not None and setting.env in env:
-        raw = env[setting.env]
+    if raw is None and setting.env is not None:
+        raw = _from_env(env, setting.env)
         source = setting.env
     if raw is None:
         return setting.default
@@ -328,7 +340,7 @@ def load_config(
 
     if not listen:
         port = DEFAULT_PORT
-        if "PORT" in env:
+        if _from_env(env, "PORT") is not None:
             try:
                 port = _integer(0, 65535)(env["PORT"])
             except ValueError as err:

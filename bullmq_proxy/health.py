@@ -90,7 +90,8 @@ def health_routes(readiness: Readiness) -> list[Route]:
         failed = {name: outcome for name, outcome in checks.items() if outcome != "ok"}
         if not failed:
             return {"status": "ok", "checks": checks}
-        log.warn("Not ready: {failed}", failed=", ".join(failed))
+        # Probes repeat every few seconds: the answer says why, the log need not each time.
+        log.debug("Not ready: {failed}", failed=", ".join(failed))
         kind = REDIS_UNAVAILABLE if "redis" in failed else NOT_READY
         detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
         raise NotReady(kind, f"The proxy is not ready ({detail}).", checks)

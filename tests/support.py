@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.http.site import ProxySite
-from bullmq_proxy.service import ProxyContext, build_context
+from bullmq_proxy.service import ProxyContext, SequentialMultiService, build_context
 from tests.api_contract import ApiContract
 
 TOKEN = "test-token"
@@ -84,7 +84,7 @@ async def wait_for_stub(stub: StubTreq, d: defer.Deferred[T], reactor: Any) -> T
 async def start_proxy(config: Config) -> Proxy:
     from twisted.internet import reactor
 
-    services = MultiService()
+    services = SequentialMultiService()
     context = build_context(config, reactor, services)
     services.startService()
     return Proxy(context, services, StubTreq(context.root))

@@ -39,7 +39,8 @@ async def test_healthz_answers_even_without_redis(proxy_without_redis):
 @pytest_twisted.ensureDeferred
 async def test_readyz_is_public_and_reports_each_check(proxy):
     body = await until_ready(proxy)
-    assert body == {"status": "ok", "checks": {"redis": "ok", "workers": "ok"}}
+    assert body == {"status": "ok",
+                    "checks": {"redis": "ok", "workers": "ok", "shutdown": "ok"}}
 
 
 @pytest_twisted.ensureDeferred
@@ -65,7 +66,7 @@ async def test_registered_check_failing_makes_readyz_503_with_its_reason(proxy):
     status, body, _ = await proxy.request("GET", "/readyz")
     assert status == 503
     assert body["type"] == "/problems/not-ready"
-    assert body["checks"] == {"redis": "ok", "workers": "ok",
+    assert body["checks"] == {"redis": "ok", "workers": "ok", "shutdown": "ok",
                               "registry": "worker registry not loaded yet"}
     assert "worker registry not loaded yet" in body["detail"]
 
@@ -77,7 +78,8 @@ async def test_registered_check_passing_keeps_readyz_200(proxy):
 
     proxy.context.readiness.add("registry", registry_loaded)
     body = await until_ready(proxy)
-    assert body["checks"] == {"redis": "ok", "workers": "ok", "registry": "ok"}
+    assert body["checks"] == {"redis": "ok", "workers": "ok", "shutdown": "ok",
+                              "registry": "ok"}
 
 
 @pytest_twisted.ensureDeferred

@@ -28,10 +28,11 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
             raise ConfigError(err.detail) from None
     store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,
                         config.max_len_worker_metadata_stream)
-    settlements = Settlements(context.redis, context.queues)
+    settlements = Settlements(context.redis, context.queues, context.metrics.settled)
     http, pool = endpoint_client(context.reactor)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis, http,
-                             settlements, pool, context.metrics.observe_endpoint_call)
+                             settlements, pool, context.metrics.observe_endpoint_call,
+                             context.metrics.count_jobs)
     workers.setServiceParent(top)
     context.metrics.on_scrape(worker_gauges(context.metrics, workers))
     context.readiness.add("workers", condition(lambda: workers.loaded,

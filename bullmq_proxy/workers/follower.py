@@ -95,8 +95,10 @@ class RegistryFollower:
         if not answer:
             return
         if await self._trimmed_past():
-            log.warn("Worker registry announcements were trimmed before this instance read "
-                     "them; reloading every registration")
+            # From an empty stream the first announcement always looks trimmed: not news.
+            say = log.debug if self.last_id == "0" else log.warn
+            say("Worker registry announcements were trimmed before this instance read "
+                "them; reloading every registration")
             await self.sync()
             return
         _, entries = answer[0]

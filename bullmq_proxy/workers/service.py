@@ -8,7 +8,7 @@ supplies the processor that calls the endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -50,9 +50,11 @@ class WorkersService(Service):
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
         http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
         observe_call: CallObserver | None = None,
+        count_jobs: Callable[[str, FetchNextWorker], None] | None = None,
     ) -> None:
         self.name = "workers"
         self._observe_call = observe_call
+        self._count_jobs = count_jobs
         self._config = config
         self._reactor = reactor
         self._http = http
@@ -78,15 +80,17 @@ class WorkersService(Service):
         return as_deferred(self._stop())
 
     async def _stop(self) -> None:
+        # Stop taking jobs at once; the registry read in progress ends meanwhile, and what it
+        # brings starts no worker any more (apply).
+        self._follower.stopping = True
+        for queue in list(self.workers):
+            self._stop_worker(queue)
         if self._task is not None:
-            self._follower.stopping = True
             await asyncio.wait({self._task}, timeout=BLOCK_MS / 1000 + 2)
             if not self._task.done():
                 # Redis is away and the read is retrying: do not let it hold the shutdown.
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=1)
-        for queue in list(self.workers):
-            self._stop_worker(queue)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._pool is not None:
@@ -101,6 +105,8 @@ class WorkersService(Service):
 
     async def apply(self, queue: str, raw: str | None) -> None:
         """Make the queue's worker match its registration (None: no registration)."""
+        if not self.running:
+            return
         current = self.workers.get(queue)
         if raw is None:
             if current is not None:
@@ -142,6 +148,8 @@ class WorkersService(Service):
             "stalledInterval": self._config.worker_stalled_interval,
         }
         worker = FetchNextWorker(metadata.queue, dispatcher, opts, self._config.bullmq_layout)
+        if self._count_jobs is not None:
+            self._count_jobs(metadata.queue, worker)
         worker.on("error", lambda err, *_: log.warn(
             "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
             error=f"{err.__class__.__name__}: {err}"))

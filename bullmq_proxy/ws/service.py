@@ -57,9 +57,11 @@ class WebSocketService(Service):
                 "stalledInterval": self.config.worker_stalled_interval,
             }
             client = worker_client(self.config.redis, target.concurrency)
-            return WorkerSession(protocol, target.queue, target.concurrency, opts,
-                                 self.config.ws_message_timeout, client,
-                                 self.config.bullmq_layout)
+            session = WorkerSession(protocol, target.queue, target.concurrency, opts,
+                                    self.config.ws_message_timeout, client,
+                                    self.config.bullmq_layout)
+            self._metrics.count_jobs(target.queue, session.worker)
+            return session
         return EventsSession(protocol, self.hub, target.queue, target.events)
 
     def close_session(self, protocol: ProxyProtocol, session: ISession) -> None:
