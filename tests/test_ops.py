@@ -27,6 +27,10 @@ from bullmq_proxy.config import SETTINGS, Config
 from bullmq_proxy.redis.embedded import free_port
 from tests.twistd_process import REPO, TWISTD, TwistdProxy, proxy_env
 
+# Real twistd processes, installs or packaging steps: part of the slow subset.
+pytestmark = pytest.mark.slow
+
+
 STOPPED_BY_TERM = -signal.SIGTERM
 UNITS = REPO / "contrib" / "systemd"
 

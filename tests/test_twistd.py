@@ -14,6 +14,9 @@ import pytest
 from bullmq_proxy.redis.embedded import free_port
 from tests.twistd_process import TWISTD, proxy_env, run_twistd, start_twistd
 
+# Real twistd processes, installs or packaging steps: part of the slow subset.
+pytestmark = pytest.mark.slow
+
 # twistd re-raises the stopping signal after a clean shutdown, so that the exit status says
 # which signal ended it (what systemd expects); the log shows the shutdown was graceful.
 STOPPED_BY_TERM = -signal.SIGTERM
