@@ -103,6 +103,17 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    origins = _token_list(text)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                              or parts.path not in ("", "/") or parts.query):
+            raise ValueError(f"must list origins like https://app.example.com or *, got "
+                             f"{origin!r}")
+    return origins
+
+
 def _readable_file(text: str) -> str:
     try:
         with open(text, "rb"):
@@ -170,6 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated bearer tokens accepted by the API"),
     Setting("metrics_token", "METRICS_TOKEN", "metrics-token", None, _non_empty,
             "Bearer token required by GET /metrics (unset: metrics are public)"),
+    Setting("cors_origins", "CORS_ORIGINS", "cors-origins", (), _origins,
+            "Origins whose browser pages may call the API (comma-separated "
+            "scheme://host[:port], or *); unset: no cross-origin calls"),
     Setting("queue_prefix", "QUEUE_PREFIX", "queue-prefix", "bull", _non_empty,
             "BullMQ key prefix"),
     Setting("bullmq_layout", "BULLMQ_LAYOUT", "bullmq-layout", "auto", _choice("auto", "5", "6"),
@@ -282,6 +296,7 @@ class Config:
     redis: RedisSettings = RedisSettings()
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
     metrics_token: str | None = attrs.field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
     queue_prefix: str = "bull"
     bullmq_layout: str = "auto"
     queue_cache_size: int = 100

@@ -33,6 +33,7 @@ from bullmq_proxy.errors import (
     ProxyError,
     classify,
 )
+from bullmq_proxy.http.cors import Cors
 from bullmq_proxy.schemas.check import Schema, check, check_query
 from bullmq_proxy.validation import parse_json, validate_queue_name
 from bullmq_proxy.web import split_path, write_problem
@@ -123,6 +124,7 @@ class Router(Resource):
         self._config = config
         self._gate = gate
         self._observe = observe
+        self._cors = Cors(config.cors_origins)
         self._routes: list[tuple[Route, tuple[str, ...]]] = []
 
     def add_routes(self, routes: Sequence[Route]) -> None:
@@ -133,6 +135,7 @@ class Router(Resource):
         return [route for route, _ in self._routes]
 
     def render(self, request: IRequest) -> Any:
+        self._cors.decorate(request)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         started = time.monotonic()
@@ -141,19 +144,21 @@ class Router(Resource):
         done.addBoth(lambda _: self._log(request, started))
         return NOT_DONE_YET
 
+    def _methods(self, segments: Sequence[str]) -> list[bytes]:
+        """The methods of the routes whose template matches the path."""
+        return list(dict.fromkeys(route.method for route, template in self._routes
+                                  if _match(template, segments) is not None))
+
     def find(self, request: IRequest) -> tuple[Route, dict[str, str]]:
         segments = split_path(request.uri)
-        allowed: list[bytes] = []
         method = b"GET" if request.method == b"HEAD" else request.method
         for route, template in self._routes:
             params = _match(template, segments)
-            if params is None:
-                continue
-            if route.method == method:
+            if params is not None and route.method == method:
                 return route, params
-            allowed.append(route.method)
+        allowed = self._methods(segments)
         if allowed:
-            allow = ", ".join(m.decode() for m in dict.fromkeys(allowed))
+            allow = ", ".join(m.decode() for m in allowed)
             raise ProxyError(
                 METHOD_NOT_ALLOWED,
                 f"{request.method.decode()} is not allowed here; use {allow}.",
@@ -178,7 +183,18 @@ class Router(Resource):
         if not gone:
             self._write(request, result)
 
+    def _options(self, request: IRequest) -> Reply:
+        """OPTIONS, a CORS preflight included: the path's methods, no token needed."""
+        methods = self._methods(split_path(request.uri))
+        if not methods:
+            raise ProxyError(NOT_FOUND, "There is no such route.")
+        allow = ", ".join(m.decode() for m in [*methods, b"OPTIONS"])
+        return Reply(status=204, text="", headers={
+            "Allow": allow, **self._cors.preflight_headers(request, allow)})
+
     async def _run(self, request: IRequest) -> Any:
+        if request.method == b"OPTIONS":
+            return self._options(request)
         route, params = self.find(request)
         request.route_template = route.template
         if "queueName" in params:
