@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import attrs
 from redis.crc import key_slot
 
+from bullmq_proxy.rights import Rate
+
 DEFAULT_PORT = 8080
 MIB = 1024 * 1024
 
@@ -103,6 +105,18 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _rate(text: str) -> Rate:
+    per_second, slash, burst = text.partition("/")
+    try:
+        rate = Rate(float(per_second), int(burst))
+    except ValueError:
+        raise ValueError(f"must be PER_SECOND/BURST, e.g. 50/100, got {text!r}") from None
+    if not slash or not 0 < rate.per_second <= 1e6 or not 1 <= rate.burst <= 1_000_000:
+        raise ValueError(f"must be PER_SECOND/BURST with 0 < PER_SECOND <= 1e6 and "
+                         f"1 <= BURST <= 1000000, got {text!r}")
+    return rate
+
+
 def _origins(text: str) -> tuple[str, ...]:
     origins = _token_list(text)
     for origin in origins:
@@ -180,7 +194,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth_tokens", "AUTH_TOKENS", "auth-tokens", (), _token_list,
             "Comma-separated bearer tokens accepted by the API"),
     Setting("metrics_token", "METRICS_TOKEN", "metrics-token", None, _non_empty,
-            "Bearer token required by GET /metrics (unset: metrics are public)"),
+            "Bearer token required by GET /metrics (unset: an API token with the admin "
+            "right, unless METRICS_PUBLIC)"),
+    Setting("metrics_public", "METRICS_PUBLIC", "metrics-public", False, _boolean,
+            "Serve GET /metrics without any token"),
+    Setting("tokens_file", "TOKENS_FILE", "tokens-file", None, _readable_file,
+            "JSON or TOML file of scoped tokens (rights, queues, rates), reread on SIGHUP; "
+            "see docs/security.md"),
+    Setting("rate_limit", "RATE_LIMIT", "rate-limit", None, _rate,
+            "Requests a token may make: PER_SECOND/BURST, e.g. 50/100 (unset: no limit; "
+            "the token file may set one per token)"),
     Setting("cors_origins", "CORS_ORIGINS", "cors-origins", (), _origins,
             "Origins whose browser pages may call the API (comma-separated "
             "scheme://host[:port], or *); unset: no cross-origin calls"),
@@ -296,6 +319,9 @@ class Config:
     redis: RedisSettings = RedisSettings()
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
     metrics_token: str | None = attrs.field(default=None, repr=False)
+    tokens_file: str | None = None
+    rate_limit: Rate | None = None
+    metrics_public: bool = False
     cors_origins: tuple[str, ...] = ()
     queue_prefix: str = "bull"
     bullmq_layout: str = "auto"

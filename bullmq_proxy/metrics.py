@@ -38,6 +38,7 @@ from bullmq_proxy.auth import Policy, bearer_token, tokens_match
 from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.redis.connection import RedisEvents
+from bullmq_proxy.rights import Right
 from bullmq_proxy.summed_metrics import summed
 
 PREFIX = "bullmq_proxy"
@@ -211,8 +212,9 @@ class Metrics:
         return processes + generate_latest(self.deployment)
 
 
-def metrics_routes(metrics: Metrics, token: str | None) -> list[Route]:
-    """``GET /metrics``; when ``token`` is set, only that bearer token may scrape."""
+def metrics_routes(metrics: Metrics, token: str | None, public: bool = False) -> list[Route]:
+    """``GET /metrics``: with ``token`` set only that bearer token may scrape; otherwise an
+    API token with the admin right, unless ``public``."""
 
     async def scrape(call: Call) -> Any:
         if token is not None:
@@ -228,6 +230,7 @@ def metrics_routes(metrics: Metrics, token: str | None) -> list[Route]:
             headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
         )
 
-    return [Route(b"GET", "/metrics", scrape, Policy.PUBLIC, response={"type": "string"},
-                  media="text/plain", statuses=(401,),
-                  summary="Prometheus metrics (METRICS_TOKEN when set)")]
+    policy = Policy.PUBLIC if token is not None or public else Policy.TOKEN
+    return [Route(b"GET", "/metrics", scrape, policy, response={"type": "string"},
+                  media="text/plain", statuses=(401,), right=Right.ADMIN,
+                  summary="Prometheus metrics (METRICS_TOKEN, else an admin token)")]

@@ -35,6 +35,8 @@ from bullmq_proxy.queue_depth import QueueDepth
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import RedisClient, RedisEvents, close_client, create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
+from bullmq_proxy.reload import ReloadOnHangup
+from bullmq_proxy.rights import RateLimiter
 from bullmq_proxy.summed_metrics import ProcessMetrics
 from bullmq_proxy.workers.attach import attach_workers
 from bullmq_proxy.workers.service import WorkersService
@@ -163,14 +165,15 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         plugin for plugin in load_plugins(config, config.plugins)
         if IAuthenticator.providedBy(plugin)
     ]
-    gate = Gate(authenticators, clients.queue, queues)
+    gate = Gate(authenticators, clients.queue, queues,
+                RateLimiter(reactor.seconds, config.rate_limit))
     readiness = Readiness(clients.queue)
     router = Router(config, gate, metrics.observe_request)
     core = build_core(queues, config)
     router.add_routes(queue_routes(core, metrics, config))
     router.add_routes(api_routes(lambda: router.routes))
     router.add_routes(health_routes(readiness))
-    router.add_routes(metrics_routes(metrics, config.metrics_token))
+    router.add_routes(metrics_routes(metrics, config.metrics_token, config.metrics_public))
     # Listeners sit between Redis and the components, so that on shutdown (reverse order) the
     # workers and sockets finish while endpoints can still reach /progress or /complete.
     listeners = MultiService()
@@ -212,6 +215,7 @@ def build_service(config: Config, reactor: Any,
         shared = ProcessMetrics(reactor, metrics_dir, context.metrics.exposition)
         shared.listener().setServiceParent(context.listeners)
         context.metrics.sum_with(shared.others)
+    ReloadOnHangup(reactor, context.gate.reload).setServiceParent(top)
     log.info("bullmq-proxy ready to listen on {listen}, Redis at {redis}",
              listen=", ".join(config.listen), redis=config.redis.display())
     return top

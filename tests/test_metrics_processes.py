@@ -98,7 +98,7 @@ def test_two_processes_answer_every_scrape_with_their_sum(tmp_path, redis_url):
     try:
         proxy.wait_ready()
         assert wait_until(lambda: listening_sockets(port) == 2)
-        assert wait_until(lambda: samples(proxy.request("GET", "/metrics")[1]).get(
+        assert wait_until(lambda: samples(proxy.request("GET", "/metrics", token=TOKEN)[1]).get(
             ("bullmq_proxy_processes", frozenset())) == 2)
         # One request per connection: the kernel spreads them over both processes.
         for n in range(40):
@@ -107,7 +107,7 @@ def test_two_processes_answer_every_scrape_with_their_sum(tmp_path, redis_url):
         route = frozenset({("route", "/queues/{queueName}/jobs"), ("method", "POST"),
                            ("status", "2xx")})
         for _ in range(8):
-            status, text = proxy.request("GET", "/metrics")
+            status, text = proxy.request("GET", "/metrics", token=TOKEN)
             assert status == 200
             scraped = samples(text)
             assert scraped[("bullmq_proxy_processes", frozenset())] == 2

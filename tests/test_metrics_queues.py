@@ -30,7 +30,7 @@ async def live(redis_url):
 
 
 async def scrape(proxy) -> dict:
-    status, text, _ = await proxy.request("GET", "/metrics")
+    status, text, _ = await proxy.request("GET", "/metrics", headers=AUTH)
     assert status == 200
     return {(sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
@@ -205,7 +205,7 @@ async def test_operations_doc_lists_exactly_the_metrics_exposed(live):
     metrics.jobs_completed.labels("mail").inc()
     metrics.jobs_failed.labels("mail").inc()
     metrics.redis_command_errors.labels("timeout").inc()
-    status, text, _ = await live.request("GET", "/metrics")
+    status, text, _ = await live.request("GET", "/metrics", headers=AUTH)
     assert status == 200
     exposed = {}
     for family in text_string_to_metric_families(text):

@@ -477,7 +477,9 @@ def test_the_compose_file_environment_starts_the_proxy(tmp_path, redis_server):
     try:
         proxy.wait_ready()
         assert proxy.request("GET", "/queues/mail/jobs", token="secret")[0] == 200
-        assert proxy.request("GET", "/metrics")[0] == 200  # no METRICS_TOKEN: public
+        # No METRICS_TOKEN: an API token scrapes, nobody else.
+        assert proxy.request("GET", "/metrics", token="secret")[0] == 200
+        assert proxy.request("GET", "/metrics")[0] == 401
     finally:
         assert proxy.stop() == STOPPED_BY_TERM
     assert all(json.loads(line) for line in proxy.output().splitlines())

@@ -139,7 +139,7 @@ async def test_probes_and_metrics_on_a_cluster(tagged_prefix_proxy):
     assert body["checks"] == {"redis": "ok", "workers": "ok", "shutdown": "ok"}
     await tagged_prefix_proxy.request("POST", "/queues/mail/jobs",
                                       json_body=[{"name": "a", "data": 1}], headers=AUTH)
-    _, text, _ = await tagged_prefix_proxy.request("GET", "/metrics")
+    _, text, _ = await tagged_prefix_proxy.request("GET", "/metrics", headers=AUTH)
     assert 'bullmq_proxy_jobs_added_total{queue="mail"} 1.0' in text
 
 

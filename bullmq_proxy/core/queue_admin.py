@@ -71,8 +71,12 @@ class QueueAdmin:
         self._listing = (now, names, complete)
         return names, complete
 
-    async def list(self, start: int, length: int) -> dict[str, Any]:
+    async def list(self, start: int, length: int,
+                   readable: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """A page of the queues (those ``readable`` accepts, when given) with their counts."""
         names, complete = await self.names()
+        if readable is not None:
+            names = [name for name in names if readable(name)]
         page = names[start:start + length]
         urls = await self._worker_urls(page) if page else {}
         summaries = await asyncio.gather(*(self._brief(name) for name in page))

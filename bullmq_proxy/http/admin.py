@@ -8,6 +8,7 @@ from typing import Any
 from bullmq_proxy.core.job_admin import JobAdmin
 from bullmq_proxy.core.queue_admin import QueueAdmin
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import admin as shapes
 from bullmq_proxy.schemas import responses as answers
 
@@ -20,7 +21,10 @@ def queue_admin_routes(admin: QueueAdmin) -> list[Route]:
     queue = "/queues/{queueName}"
 
     async def list_queues(call: Call) -> Any:
-        return await admin.list(call.args["start"], call.args["length"])
+        principal = call.principal
+        readable = None if principal is None else (
+            lambda name: principal.may(Right.READ, name))
+        return await admin.list(call.args["start"], call.args["length"], readable)
 
     async def summary(call: Call) -> Any:
         return await admin.summary(_queue(call))

@@ -34,6 +34,7 @@ from bullmq_proxy.errors import (
     classify,
 )
 from bullmq_proxy.http.cors import Cors
+from bullmq_proxy.rights import Principal, Right
 from bullmq_proxy.schemas.check import Schema, check, check_query
 from bullmq_proxy.validation import parse_json, validate_queue_name
 from bullmq_proxy.web import split_path, write_problem
@@ -65,6 +66,7 @@ class Call:
     body: bytes
     data: Any = None
     args: Mapping[str, Any] = attrs.field(factory=dict)
+    principal: Principal | None = None
 
     def json(self) -> Any:
         return parse_json(self.body)
@@ -92,6 +94,17 @@ class Route:
     media: str = "application/json"
     # Problem statuses the route answers besides those its policy and shapes imply.
     statuses: tuple[int, ...] = ()
+    # The right a token needs (on the path's queue, when it names one); by default read
+    # for GET and manage for the other methods.
+    right: Right | None = None
+
+    @property
+    def needs(self) -> Right | None:
+        if self.policy is not Policy.TOKEN:
+            return None
+        if self.right is not None:
+            return self.right
+        return Right.READ if self.method == b"GET" else Right.MANAGE
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -195,8 +208,20 @@ class Router(Resource):
     async def _run(self, request: IRequest) -> Any:
         if request.method == b"OPTIONS":
             return self._options(request)
-        route, params = self.find(request)
+        try:
+            route, params = self.find(request)
+        except ProxyError:
+            # Only a token holder learns which routes and methods exist (those of a public
+            # path are no secret).
+            segments = split_path(request.uri)
+            if not any(route.policy is Policy.PUBLIC for route, template in self._routes
+                       if _match(template, segments) is not None):
+                await self._gate.authorize(request, Policy.TOKEN, {})
+            raise
         request.route_template = route.template
+        # The token first, so that without one no answer tells about names or bodies.
+        principal = await self._gate.authorize(request, route.policy, params,
+                                               right=route.needs)
         if "queueName" in params:
             validate_queue_name(params["queueName"], self._config)
         request.content.seek(0)
@@ -207,7 +232,6 @@ class Router(Resource):
                 f"The body is larger than {self._config.max_body_size} bytes.",
                 headers={"Connection": "close"},
             )
-        await self._gate.authorize(request, route.policy, params)
         query = {
             key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")
             for key, values in request.args.items()
@@ -215,7 +239,7 @@ class Router(Resource):
         }
         data = self._checked_body(route.body, body) if route.body is not None else None
         args = check_query(route.query, query) if route.query is not None else {}
-        return await route.handler(Call(request, params, query, body, data, args))
+        return await route.handler(Call(request, params, query, body, data, args, principal))
 
     @staticmethod
     def _checked_body(schema: Schema, body: bytes) -> Any:

@@ -14,6 +14,7 @@ from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.http.schedulers import scheduler_routes
 from bullmq_proxy.metrics import Metrics
+from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import responses as answers
 
 BANNER = f"BullMQ Proxy for Python v{__version__}"
@@ -31,7 +32,7 @@ def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
     return [
         Route(b"GET", "/", banner, Policy.PUBLIC, response=answers.TEXT, media=TEXT,
               summary="The banner, with the proxy's version"),
-        Route(b"POST", jobs, q.add, response=answers.JOBS,
+        Route(b"POST", jobs, q.add, response=answers.JOBS, right=Right.WRITE,
               summary="Add jobs (an array of {name, data, opts})"),
         Route(b"GET", jobs, q.list, response=answers.JOB_LIST,
               summary="Counts and jobs of some states (or by name)"),

@@ -9,6 +9,7 @@ from bullmq_proxy.auth import Policy, bearer_token
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import responses as answers
 from bullmq_proxy.validation import refuse_unknown, require_int, require_object
 from bullmq_proxy.workers.metadata import parse_metadata
@@ -40,12 +41,16 @@ class WorkerRoutes:
 
     async def register(self, call: Call) -> Any:
         metadata = parse_metadata(call.json(), self._config)
+        if call.principal is not None:
+            call.principal.require(Right.WORKERS, metadata.queue)
         await self._store.save(metadata)
         return Reply(text="OK")
 
     async def list(self, call: Call) -> Any:
         listed: dict[str, Any] = {}
         for queue, raw in (await self._store.all()).items():
+            if call.principal is not None and not call.principal.covers(queue):
+                continue
             try:
                 listed[queue] = json.loads(raw)["endpoint"]["url"]
             except (ValueError, KeyError, TypeError):
@@ -82,12 +87,15 @@ def worker_routes(config: Config, workers: WorkersService) -> list[Route]:
     w = WorkerRoutes(config, workers)
     return [
         Route(b"POST", "/workers", w.register, response=answers.TEXT_OK, media="text/plain",
+              right=Right.WORKERS,
               summary="Register (or replace) a queue's HTTP-endpoint worker"),
-        Route(b"GET", "/workers", w.list, response=answers.WORKER_URLS,
+        Route(b"GET", "/workers", w.list, response=answers.WORKER_URLS, right=Right.WORKERS,
               summary="The registered workers' endpoint URLs"),
         Route(b"GET", "/workers/{queueName}", w.get, response=answers.WORKER,
+              right=Right.WORKERS,
               summary="A registration and how its worker runs here"),
         Route(b"DELETE", "/workers/{queueName}", w.remove, response=answers.TEXT_OK,
+              right=Right.WORKERS,
               media="text/plain", summary="Remove a queue's worker"),
     ]
 
