@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from bullmq_proxy.auth import Policy, bearer_token
+from bullmq_proxy.bounds import ASYNC_TIMEOUT
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
-from bullmq_proxy.validation import refuse_unknown, require_int, require_object
+from bullmq_proxy.validation import refuse_unknown, require_in, require_object
 from bullmq_proxy.workers.metadata import parse_metadata
 from bullmq_proxy.workers.service import WorkersService
 
@@ -125,7 +126,7 @@ class SettlementRoutes:
         refuse_unknown(body, frozenset({"duration"}), "")
         if "duration" not in body:
             raise invalid("duration", "duration (ms) is required")
-        duration = require_int(body["duration"], "duration", 1)
+        duration = require_in(body["duration"], "duration", ASYNC_TIMEOUT)
         await self._settlements.set_deadline(call.params["queueName"], call.params["jobId"],
                                              duration)
         return Reply(text="OK")
