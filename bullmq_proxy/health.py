@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
-from twisted.logger import Logger
 
 from bullmq_proxy.auth import Policy
 from bullmq_proxy.errors import NOT_READY, REDIS_UNAVAILABLE, ErrorKind, ProxyError
 from bullmq_proxy.http.router import Call, Route
+from bullmq_proxy.logs import Logger
 
 log = Logger(namespace="bullmq_proxy.health")
 

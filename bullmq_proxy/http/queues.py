@@ -11,6 +11,7 @@ from bullmq import Job, Queue
 from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
+from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
@@ -55,6 +56,7 @@ class QueueRoutes:
         self._queues = queues
         self._metrics = metrics
         self._batcher = AddBatcher(queues.client)
+        self._updates = JobUpdates(queues)
 
     async def add(self, call: Call) -> Any:
         jobs = validate_jobs(call.json())
@@ -97,8 +99,7 @@ class QueueRoutes:
             body = body["progress"]
         if isinstance(body, bool) or not isinstance(body, int | float | dict):
             raise invalid("progress", "progress must be a number or a JSON object")
-        queue = self._queues.get(call.params["queueName"])
-        await queue.backend.updateProgress(call.params["jobId"], body)
+        await self._updates.update_progress(call.params["queueName"], call.params["jobId"], body)
         return Reply(text="OK")
 
     async def add_log(self, call: Call) -> Any:
@@ -108,6 +109,5 @@ class QueueRoutes:
             body = body["log"]
         if not isinstance(body, str):
             raise invalid("log", 'the log must be a JSON string or {"log": "..."}')
-        queue = self._queues.get(call.params["queueName"])
-        await queue.backend.addLog(call.params["jobId"], body)
+        await self._updates.add_log(call.params["queueName"], call.params["jobId"], body)
         return Reply(text="OK")

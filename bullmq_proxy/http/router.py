@@ -18,7 +18,6 @@ from urllib.parse import unquote_to_bytes
 import attrs
 import redis.exceptions
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -38,6 +37,7 @@ from bullmq_proxy.errors import (
     TIMEOUT,
     ProxyError,
 )
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.validation import parse_json, validate_queue_name
 
 log = Logger(namespace="bullmq_proxy.http")

@@ -16,7 +16,6 @@ import treq
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
@@ -24,6 +23,7 @@ from twisted.web.iweb import IResponse
 from bullmq_proxy.bridge import as_future
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import (

@@ -14,12 +14,12 @@ from typing import Any
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import ProxyError
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient

@@ -15,6 +15,7 @@ from bullmq import Queue
 from bullmq_proxy.bounds import COUNT, INDEX, MAX_JOBS_PER_CALL, Range
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.http.queues import BulkAdd, add_jobs
+from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.validation import (
     JOB_STATES,
@@ -33,11 +34,14 @@ LOG_END = Range(-1, INDEX.maximum)
 
 @attrs.frozen
 class Scope:
-    """What a command acts on: the socket's queue, the shared add pipeline, and the count of
-    jobs added to the queue (the same metric REST adds feed)."""
+    """What a command acts on: the socket's queue (by name and as a bullmq Queue), the shared
+    add pipeline, job updates, and the count of jobs added to the queue (the same metric REST
+    adds feed)."""
 
+    name: str
     queue: Queue
     bulk: BulkAdd
+    updates: JobUpdates
     added: Callable[[int], None]
 
 
@@ -165,7 +169,7 @@ async def update_job_progress(scope: Scope, args: Args) -> Any:
     progress = args.raw(1)
     if isinstance(progress, bool) or not isinstance(progress, int | float | dict):
         raise invalid("args[1]", "args[1] must be a number or a JSON object")
-    await scope.queue.backend.updateProgress(job_id, progress)
+    await scope.updates.update_progress(scope.name, job_id, progress)
 
 
 async def add_job_log(scope: Scope, args: Args) -> Any:
@@ -173,7 +177,7 @@ async def add_job_log(scope: Scope, args: Args) -> Any:
     row = args.raw(1)
     if not isinstance(row, str):
         raise invalid("args[1]", "args[1] must be a string")
-    return await scope.queue.backend.addLog(job_id, row, args.integer(2, 0, COUNT))
+    return await scope.updates.add_log(scope.name, job_id, row, args.integer(2, 0, COUNT))
 
 
 async def remove_repeatable(scope: Scope, args: Args) -> Any:

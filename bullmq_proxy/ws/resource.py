@@ -7,18 +7,18 @@ import uuid
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from bullmq_proxy.auth import Gate, Policy
+from bullmq_proxy.auth import Gate, Policy, header_text
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import INTERNAL, INVALID_FIELD, ProxyError
 from bullmq_proxy.http.router import classify, write_problem
-from bullmq_proxy.ws.paths import parse_target
+from bullmq_proxy.logs import Logger
+from bullmq_proxy.ws.paths import Target, parse_target
 
 log = Logger(namespace="bullmq_proxy.ws")
 
@@ -38,11 +38,11 @@ class WebSocketEntry(Resource):
                               errbackArgs=(request,))
         return NOT_DONE_YET
 
-    async def _admit(self, request: IRequest) -> None:
+    async def _admit(self, request: IRequest) -> Target:
         query = {key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
                  for key, values in request.args.items()}
-        parse_target(request.uri, query, self._config)
-        upgrade = (request.getHeader("upgrade") or "").lower()
+        target = parse_target(request.uri, query, self._config)
+        upgrade = (header_text(request, b"upgrade") or "").lower()
         if upgrade != "websocket":
             raise ProxyError(INVALID_FIELD, "This is a WebSocket endpoint: send a WebSocket "
                              "upgrade request (Upgrade: websocket).", "Upgrade",
