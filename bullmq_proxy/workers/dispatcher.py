@@ -27,6 +27,7 @@ from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import (
+    DEFAULT_MAX_RETRY_DELAY_MS,
     AnswerTooLarge,
     Outcome,
     Reply,
@@ -96,6 +97,7 @@ class EndpointCaller:
     def __init__(
         self, http: HTTPClient, reactor: Any, queue: str, endpoint: Endpoint,
         signing_secrets: tuple[str, ...] = (), max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_retry_delay_ms: int = DEFAULT_MAX_RETRY_DELAY_MS,
     ) -> None:
         self._http = http
         self._reactor = reactor
@@ -103,6 +105,7 @@ class EndpointCaller:
         self._endpoint = endpoint
         self._secrets = endpoint.signing_secrets or signing_secrets
         self._max_answer_bytes = max_answer_bytes
+        self._max_retry_delay_ms = max_retry_delay_ms
 
     def headers(self, job_id: str, attempt: int, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -131,7 +134,7 @@ class EndpointCaller:
         # Covers the body as well as the status line: a server trickling bytes still times out.
         d.addTimeout(self._endpoint.timeout_ms / 1000, self._reactor, onTimeoutCancel=_timed_out)
         d.addCallbacks(
-            lambda reply: judge(reply, self._reactor.seconds()),
+            lambda reply: judge(reply, self._reactor.seconds(), self._max_retry_delay_ms),
             lambda failure: judge_error(failure.value, self._endpoint.timeout_ms),
         )
         return d
