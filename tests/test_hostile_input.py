@@ -10,7 +10,7 @@ import json
 import pytest
 import pytest_twisted
 
-from bullmq_proxy.bounds import MAX_JSON_DEPTH, MAX_SAFE_INTEGER
+from bullmq_proxy.bounds import MAX_JSON_DEPTH, MAX_SAFE_INTEGER, MAX_STORED_INTEGER
 from tests.support import AUTH, make_config, start_live_proxy, start_proxy
 from tests.ws_support import connect, on_asyncio
 
@@ -92,7 +92,7 @@ async def test_job_options_past_64_bits_are_400_naming_the_option(proxy, sync_re
                             field=f"[0].opts.{name}" + (
                                 "" if not isinstance(value, dict) else
                                 "." + next(k for k in value if k not in ("type", "id"))))
-    assert str(MAX_SAFE_INTEGER) in problem["detail"] or "315360000000" in problem["detail"]
+    assert str(MAX_STORED_INTEGER) in problem["detail"] or "315360000000" in problem["detail"]
     assert sync_redis.keys("*") == []
 
 
