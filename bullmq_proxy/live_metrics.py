@@ -41,5 +41,6 @@ def websocket_gauges(metrics: Metrics, websockets: Any) -> Callable[[], None]:
         metrics.websocket_connections.clear()
         for kind, count in kinds.items():
             metrics.websocket_connections.labels(kind).set(count)
+        metrics.websocket_worker_slots.set(websockets.worker_slots()[1])
 
     return refresh

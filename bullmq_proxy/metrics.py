@@ -92,6 +92,10 @@ class Metrics:
             f"{PREFIX}_websocket_connections", "Open WebSocket connections by kind",
             ["kind"], registry=r,
         )
+        self.websocket_worker_slots = Gauge(
+            f"{PREFIX}_websocket_worker_slots", "Concurrency of the open WebSocket workers "
+            "(capped by WS_MAX_WORKER_SLOTS)", registry=r,
+        )
         self.redis_command_errors = Counter(
             f"{PREFIX}_redis_command_errors", "Redis commands that failed, by error kind",
             ["kind"], registry=r,

@@ -4,6 +4,7 @@ Autobahn takes the connection over; refusals are HTTP problem responses, never a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -26,15 +27,17 @@ log = Logger(namespace="bullmq_proxy.ws")
 class WebSocketEntry(Resource):
     isLeaf = True
 
-    def __init__(self, config: Config, gate: Gate, sockets: WebSocketResource) -> None:
+    def __init__(self, config: Config, gate: Gate, sockets: WebSocketResource,
+                 capacity: Callable[[Target], ProxyError | None]) -> None:
         super().__init__()
         self._config = config
         self._gate = gate
         self._sockets = sockets
+        self._capacity = capacity
 
     def render(self, request: IRequest) -> Any:
         admitted = as_deferred(self._admit(request))
-        admitted.addCallbacks(lambda _: self._upgrade(request), self._refuse,
+        admitted.addCallbacks(self._upgrade, self._refuse, callbackArgs=(request,),
                               errbackArgs=(request,))
         return NOT_DONE_YET
 
@@ -48,10 +51,17 @@ class WebSocketEntry(Resource):
                              "upgrade request (Upgrade: websocket).", "Upgrade",
                              headers={"Upgrade": "websocket"})
         await self._gate.authorize(request, Policy.TOKEN, {}, allow_query=True)
+        return target
 
-    def _upgrade(self, request: IRequest) -> None:
+    def _upgrade(self, target: Target, request: IRequest) -> None:
         if request.channel is None:
             return  # the client left while we were checking
+        # Here rather than in _admit: from this check to the session's opening nothing else
+        # runs, so no other upgrade can take the capacity in between.
+        refused = self._capacity(target)
+        if refused is not None:
+            write_problem(request, refused)
+            return
         body = self._sockets.render(request)
         if body is not NOT_DONE_YET:
             request.write(body)
