@@ -19,6 +19,9 @@ def worker_gauges(metrics: Metrics, workers: Any) -> Callable[[], None]:
     def refresh() -> None:
         running = dict(workers.workers)
         metrics.workers_registered.set(len(running))
+        metrics.workers_refused.clear()
+        for queue in list(workers.refused):
+            metrics.workers_refused.labels(queue).set(1)
         metrics.jobs_in_flight.clear()
         metrics.circuit_breaker_state.clear()
         for queue, worker in running.items():

@@ -88,6 +88,10 @@ class Metrics:
         self.workers_registered = Gauge(
             f"{PREFIX}_workers_registered", "HTTP-endpoint workers registered", registry=r,
         )
+        self.workers_refused = Gauge(
+            f"{PREFIX}_workers_refused", "Registered HTTP-endpoint workers this instance does "
+            "not run (1 per queue); GET /workers/:queue says why", ["queue"], registry=r,
+        )
         self.websocket_connections = Gauge(
             f"{PREFIX}_websocket_connections", "Open WebSocket connections by kind",
             ["kind"], registry=r,

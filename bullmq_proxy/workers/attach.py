@@ -18,6 +18,13 @@ from bullmq_proxy.workers.signing import validate_secrets
 from bullmq_proxy.workers.store import WorkerStore
 
 
+def refused_advisory(count: int) -> str | None:
+    if not count:
+        return None
+    return (f"{count} registered worker(s) not run on this instance; GET /workers/:queue "
+            "says why")
+
+
 def attach_workers(context: Any, top: MultiService) -> WorkersService:
     """Add the ``workers`` service and the /workers routes to an assembled proxy."""
     config = context.config
@@ -36,6 +43,7 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
     context.metrics.on_scrape(worker_gauges(context.metrics, workers))
     context.readiness.add("workers", condition(lambda: workers.loaded,
                                                "the worker registry is not loaded yet"))
+    context.readiness.advise("workers", lambda: refused_advisory(len(workers.refused)))
     context.router.add_routes(worker_routes(config, workers))
     context.router.add_routes(settlement_routes(workers))
     return workers

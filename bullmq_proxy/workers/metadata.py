@@ -186,6 +186,16 @@ def parse_metadata(value: Any, config: Config) -> WorkerMetadata:
     return WorkerMetadata(queue=queue, endpoint=endpoint, opts=opts, raw=raw)
 
 
+def check_slots(metadata: WorkerMetadata, in_use: int, limit: int) -> None:
+    """Refuse a worker whose concurrency would take the instance past ``WORKER_MAX_SLOTS``
+    (``in_use``: the slots of the other queues' workers)."""
+    if in_use + metadata.concurrency > limit:
+        raise invalid("opts.concurrency",
+                      f"opts.concurrency {metadata.concurrency} would take this instance past "
+                      f"its {limit} worker slots (WORKER_MAX_SLOTS; {in_use} already used by "
+                      "other queues)")
+
+
 def load_metadata(raw: str, config: Config) -> WorkerMetadata:
     """Read a stored registration; also used for hashes written by the original proxy. Read
     as strictly as a request body: a registration this proxy would refuse is refused."""

@@ -25,7 +25,7 @@ from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
-from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
+from bullmq_proxy.workers.metadata import WorkerMetadata, check_slots, load_metadata
 from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.store import WorkerStore
 
@@ -60,6 +60,8 @@ class WorkersService(Service):
         self.settlements = settlements
         self.store = store
         self.workers: dict[str, RunningWorker] = {}
+        # Registrations this instance will not run, and why (GET /workers/:queue, /readyz).
+        self.refused: dict[str, str] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._follower = RegistryFollower(store, blocking, self.apply, self.reconcile)
         self._task: asyncio.Future[None] | None = None
@@ -96,6 +98,8 @@ class WorkersService(Service):
     async def reconcile(self, registrations: Mapping[str, str]) -> None:
         for queue in set(self.workers) - set(registrations):
             self._stop_worker(queue)
+        for queue in set(self.refused) - set(registrations):
+            del self.refused[queue]
         for queue, raw in registrations.items():
             await self.apply(queue, raw)
 
@@ -103,20 +107,26 @@ class WorkersService(Service):
         """Make the queue's worker match its registration (None: no registration)."""
         current = self.workers.get(queue)
         if raw is None:
+            self.refused.pop(queue, None)
             if current is not None:
                 log.info("Worker of queue {queue} removed", queue=queue)
                 self._stop_worker(queue)
             return
         try:
             metadata = load_metadata(raw, self._config)
+            self._check_slots(metadata)
         except (ProxyError, ValueError) as err:
-            # Only a registration written around the API gets here; it must not stop the
+            # A registration written around the API (by hand, by another proxy or an older
+            # version of this one) or past this instance's slots: it must not stop the
             # follower, and the worker of an outdated registration must not keep running.
-            log.error("Ignoring the invalid registration of queue {queue}: {error}",
-                      queue=queue, error=getattr(err, "detail", str(err)))
+            reason = getattr(err, "detail", str(err))
+            self.refused[queue] = reason
+            log.error("Not running the worker of queue {queue}: {error}", queue=queue,
+                      error=reason)
             if current is not None:
                 self._stop_worker(queue)
             return
+        self.refused.pop(queue, None)
         if current is not None and current.metadata.sha == metadata.sha:
             return
         if current is not None:
@@ -126,9 +136,18 @@ class WorkersService(Service):
         log.info("Worker of queue {queue} {how}", queue=queue,
                  how="replaced" if current is not None else "started")
 
+    def slots_in_use(self, besides: str | None = None) -> int:
+        """Concurrency slots of the running workers, leaving out the queue ``besides``."""
+        return sum(w.metadata.concurrency for q, w in self.workers.items() if q != besides)
+
+    def _check_slots(self, metadata: WorkerMetadata) -> None:
+        check_slots(metadata, self.slots_in_use(besides=metadata.queue),
+                    self._config.worker_max_slots)
+
     def _start_worker(self, metadata: WorkerMetadata) -> RunningWorker:
         caller = EndpointCaller(self._http, self._reactor, metadata.queue, metadata.endpoint,
-                                self._config.worker_signing_secret, self._config.max_body_size)
+                                self._config.worker_signing_secret, self._config.max_body_size,
+                                self._config.worker_max_retry_delay)
         breaker = CircuitBreaker(self._reactor.seconds, self._config.worker_breaker_threshold,
                                  self._config.worker_breaker_window)
         dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
@@ -151,8 +170,7 @@ class WorkersService(Service):
         """Keep an idle connection for every slot: a pool smaller than the concurrency closes
         connections that the next calls must open again, one TCP handshake per job."""
         if self._pool is not None:
-            slots = sum(w.metadata.opts.get("concurrency", 1) for w in self.workers.values())
-            self._pool.maxPersistentPerHost = max(MIN_PERSISTENT_PER_HOST, slots)
+            self._pool.maxPersistentPerHost = max(MIN_PERSISTENT_PER_HOST, self.slots_in_use())
 
     def _stop_worker(self, queue: str) -> None:
         running = self.workers.pop(queue)
