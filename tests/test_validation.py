@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bullmq_proxy import bounds
@@ -9,7 +11,10 @@ from bullmq_proxy.bounds import MAX_JSON_DEPTH
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.validation import (
+    BOOLEAN_OPTIONS,
     INTEGER_OPTIONS,
+    REFUSED_JOB_OPTIONS,
+    REFUSED_REPEAT_OPTIONS,
     parse_json,
     validate_job_id,
     validate_jobs,
@@ -325,3 +330,31 @@ def test_paging_refuses_numbers_redis_cannot_take(query, field):
 
 def test_paging_takes_the_largest_safe_start():
     assert validate_page({"start": str(bounds.MAX_SAFE_INTEGER)}).start == bounds.MAX_SAFE_INTEGER
+
+
+def _doc(name):
+    return (Path(__file__).parent.parent / "docs" / name).read_text()
+
+
+def test_the_compatibility_doc_lists_every_option_with_its_range_and_every_refusal():
+    text = _doc("compatibility.md")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| `")}
+    for name, bound in INTEGER_OPTIONS.items():
+        row = rows[f"`{name}`"]
+        assert f"{bound.maximum}" in row or (
+            bound.maximum == bounds.MAX_DELAY_MS and "315360000000" in row), name
+    for name in (*BOOLEAN_OPTIONS, "backoff", "jobId", "deduplication", "debounce",
+                 "removeOnComplete", "repeat", "telemetry"):
+        assert any(f"`{name}`" in key for key in rows), name
+    for name in REFUSED_JOB_OPTIONS:
+        assert f"`{name}`" in rows, name
+    for name in REFUSED_REPEAT_OPTIONS:
+        assert f"`repeat.{name}`" in rows, name
+
+
+def test_the_workers_doc_quotes_the_registration_ranges():
+    text = _doc("workers.md")
+    for bound in (bounds.CONCURRENCY, bounds.ENDPOINT_TIMEOUT, bounds.ASYNC_TIMEOUT,
+                  bounds.LIMITER_MAX, bounds.LIMITER_DURATION, bounds.AGE):
+        assert f"{bound.minimum} to {bound.maximum}" in text, bound
