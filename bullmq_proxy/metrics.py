@@ -88,6 +88,10 @@ class Metrics:
         self.workers_registered = Gauge(
             f"{PREFIX}_workers_registered", "HTTP-endpoint workers registered", registry=r,
         )
+        self.worker_errors = Counter(
+            f"{PREFIX}_worker_errors", "Errors of HTTP-endpoint workers themselves (fetching "
+            "or moving jobs in Redis), not of their endpoints", ["queue"], registry=r,
+        )
         self.workers_refused = Gauge(
             f"{PREFIX}_workers_refused", "Registered HTTP-endpoint workers this instance does "
             "not run (1 per queue); GET /workers/:queue says why", ["queue"], registry=r,

@@ -264,3 +264,52 @@ async def test_a_cron_schedule_produces_jobs(redis_url, sync_redis):
     finally:
         await proxy.stop()
         await endpoint.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_that_keeps_failing_backs_off_and_shows_it(redis_url):
+    import redis.exceptions
+
+    async def handler(delivery):
+        return ok()
+
+    endpoint = listen_endpoint(handler)
+    proxy = await start_live_proxy(make_config(redis_url))
+    try:
+        await register(proxy, endpoint.url)
+        await eventually(lambda: QUEUE in proxy.workers.workers)
+        worker = proxy.workers.workers[QUEUE].worker
+        fetches = []
+
+        async def refusing(token):
+            fetches.append(token)
+            raise redis.exceptions.ResponseError("OOM command not allowed when used memory "
+                                                 "> 'maxmemory'.")
+
+        real, worker.getNextJob = worker.getNextJob, refusing
+        # The slot blocked on the queue's marker takes this job, then fetches again.
+        await finished(proxy, await add_job(proxy))
+        await eventually(lambda: len(fetches) >= 3, what="three failed fetches")
+        status, shown, _ = await proxy.request("GET", f"/workers/{QUEUE}", headers=AUTH)
+        assert status == 200
+        state = shown["state"]
+        assert state["running"] is True
+        assert state["workerErrors"] >= 3
+        assert state["lastWorkerError"].startswith("ResponseError: OOM command not allowed")
+        ready = await until_ready(proxy)
+        assert "1 worker(s) hit errors in the last minute" in ready["warnings"]["workers"]
+        _, text, _ = await proxy.request("GET", "/metrics")
+        assert f'bullmq_proxy_worker_errors_total{{queue="{QUEUE}"}}' in text
+        # bullmq alone tries again every 0.1 s; backing off (0.5 s, then doubling) it is a
+        # few tries in the time bullmq makes ten.
+        count = len(fetches)
+        from twisted.internet import reactor, task
+        await task.deferLater(reactor, 1.0)
+        assert len(fetches) - count <= 3
+        worker.getNextJob = real
+        second = await add_job(proxy)
+        assert (await finished(proxy, second))["state"] == "completed"
+        assert worker.fetch_failures == 0
+    finally:
+        await proxy.stop()
+        await endpoint.close()

@@ -82,6 +82,9 @@ class WorkerRoutes:
             state.update(inFlight=live.in_flight, completed=live.completed, failed=live.failed,
                          settled=live.settled,
                          lastError=live.last_error, lastErrorAt=live.last_error_at,
+                         workerErrors=live.worker_errors,
+                         lastWorkerError=live.last_worker_error,
+                         lastWorkerErrorAt=live.last_worker_error_at,
                          circuit={"state": breaker.state, "failures": breaker.failures,
                                   "retryIn": breaker.retry_in()})
         return {**redact(_stored(raw)), "state": state}

@@ -72,6 +72,15 @@ class LiveState:
     settled: int = 0  # answered 202, then completed or failed through the job API
     last_error: str | None = None
     last_error_at: float | None = None
+    # Errors of the worker itself (fetching jobs, moving them), not of the endpoint.
+    worker_errors: int = 0
+    last_worker_error: str | None = None
+    last_worker_error_at: float | None = None
+
+    def worker_failed(self, error: BaseException, now: float) -> None:
+        self.worker_errors += 1
+        self.last_worker_error = " ".join(f"{error.__class__.__name__}: {error}".split())
+        self.last_worker_error_at = now
 
 
 def _first_values(headers: Headers) -> dict[str, str]:

@@ -8,7 +8,8 @@ supplies the processor that calls the endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -33,6 +34,8 @@ log = Logger(namespace="bullmq_proxy.workers")
 
 # The least idle connections kept per endpoint host, however few workers run.
 MIN_PERSISTENT_PER_HOST = 32
+# Seconds between two log lines of a worker's errors; also what /readyz calls recent.
+ERROR_LOG_INTERVAL = 60.0
 
 
 @attrs.frozen
@@ -50,9 +53,12 @@ class WorkersService(Service):
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
         http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
         observe_call: CallObserver | None = None,
+        observe_error: Callable[[str], None] | None = None,
     ) -> None:
         self.name = "workers"
         self._observe_call = observe_call
+        self._observe_error = observe_error
+        self._logged_errors: dict[str, float] = {}
         self._config = config
         self._reactor = reactor
         self._http = http
@@ -161,10 +167,27 @@ class WorkersService(Service):
             "stalledInterval": self._config.worker_stalled_interval,
         }
         worker = FetchNextWorker(metadata.queue, dispatcher, opts)
-        worker.on("error", lambda err, *_: log.warn(
-            "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
-            error=f"{err.__class__.__name__}: {err}"))
+        worker.on("error", lambda err, *_: self._worker_failed(metadata.queue, dispatcher, err))
         return RunningWorker(metadata, worker, dispatcher, client)
+
+    def _worker_failed(self, queue: str, dispatcher: Dispatcher, error: BaseException) -> None:
+        """Shown in GET /workers/:queue, counted, and logged once a minute at most: a worker
+        that keeps failing must not fill the log."""
+        dispatcher.state.worker_failed(error, time.time())
+        if self._observe_error is not None:
+            self._observe_error(queue)
+        now = self._reactor.seconds()
+        if now - self._logged_errors.get(queue, -ERROR_LOG_INTERVAL) >= ERROR_LOG_INTERVAL:
+            self._logged_errors[queue] = now
+            log.warn("Worker of queue {queue} hit an error ({count} so far): {error}",
+                     queue=queue, count=dispatcher.state.worker_errors,
+                     error=dispatcher.state.last_worker_error)
+
+    def failing(self, within: float = ERROR_LOG_INTERVAL) -> list[str]:
+        """Queues whose worker hit an error in the last ``within`` seconds."""
+        since = time.time() - within
+        return [queue for queue, running in self.workers.items()
+                if (running.dispatcher.state.last_worker_error_at or 0) >= since]
 
     def _size_pool(self) -> None:
         """Keep an idle connection for every slot: a pool smaller than the concurrency closes
