@@ -43,6 +43,28 @@ async def live(redis_url):
     await running.stop()
 
 
+async def answer_ok(delivery):
+    return ok()
+
+
+@pytest_twisted.async_yield_fixture
+async def serve(redis_url):
+    """``await serve(handler)``: an endpoint answering with ``handler`` and a proxy on a real
+    port, both closed after the test."""
+    started = []
+
+    async def start(handler=answer_ok):
+        endpoint = listen_endpoint(handler)
+        proxy = await start_live_proxy(make_config(redis_url))
+        started.append((proxy, endpoint))
+        return proxy, endpoint
+
+    yield start
+    for proxy, endpoint in started:
+        await proxy.stop()
+        await endpoint.close()
+
+
 @pytest.mark.parametrize(("body", "field"), [
     (b'{"queue": "mail", "endpoint": {"url": "http://a.test/", "method": "POST"}, '
      b'"opts": {"concurrency": 100000000000000000000}}', "opts.concurrency"),
@@ -153,59 +175,49 @@ TOP_OF_EVERY_RANGE = {
 
 
 @pytest_twisted.ensureDeferred
-async def test_every_option_at_the_top_of_its_range_still_runs(redis_url, sync_redis):
+async def test_every_option_at_the_top_of_its_range_still_runs(serve, sync_redis):
     answers = [ok(b'"first"', "application/json"), (500, {}, b"second fails")]
 
     async def handler(delivery):
         return answers.pop(0)
 
-    endpoint = listen_endpoint(handler)
-    proxy = await start_live_proxy(make_config(redis_url))
-    try:
-        await register(proxy, endpoint.url, timeout=3_600_000, asyncTimeout=7 * 86_400_000,
-                       opts={"removeOnComplete": MAX_STORED_INTEGER, "maxStalledCount":
-                             MAX_STORED_INTEGER, "removeOnFail": {"age": MAX_DELAY_MS // 1000,
-                                                                "count": MAX_STORED_INTEGER},
-                             "limiter": {"max": MAX_STORED_INTEGER,
-                                         "duration": MAX_DELAY_MS}})
-        first = await add_job(proxy, opts=TOP_OF_EVERY_RANGE)
-        assert (await finished(proxy, first))["returnvalue"] == "first"
-        second = await add_job(proxy, opts={**TOP_OF_EVERY_RANGE, "deduplication": {
-            "id": "other"}})
+    proxy, endpoint = await serve(handler)
+    await register(proxy, endpoint.url, timeout=3_600_000, asyncTimeout=7 * 86_400_000,
+                   opts={"removeOnComplete": MAX_STORED_INTEGER, "maxStalledCount":
+                         MAX_STORED_INTEGER, "removeOnFail": {"age": MAX_DELAY_MS // 1000,
+                                                            "count": MAX_STORED_INTEGER},
+                         "limiter": {"max": MAX_STORED_INTEGER,
+                                     "duration": MAX_DELAY_MS}})
+    first = await add_job(proxy, opts=TOP_OF_EVERY_RANGE)
+    assert (await finished(proxy, first))["returnvalue"] == "first"
+    second = await add_job(proxy, opts={**TOP_OF_EVERY_RANGE, "deduplication": {
+        "id": "other"}})
 
-        async def retried():
-            job = await job_state(proxy, second)
-            return job if job["state"] == "delayed" and job["attemptsMade"] == 1 else None
+    async def retried():
+        job = await job_state(proxy, second)
+        return job if job["state"] == "delayed" and job["attemptsMade"] == 1 else None
 
-        job = await eventually(retried, what="the failed attempt to be retried later")
-        assert job["failedReason"] == "endpoint answered 500: second fails"
-        later = await add_job(proxy, opts={"delay": MAX_DELAY_MS,
-                                           "timestamp": MAX_TIMESTAMP_MS - MAX_DELAY_MS})
-        assert (await job_state(proxy, later))["state"] == "delayed"
-        assert len(endpoint.deliveries) == 2
-    finally:
-        await proxy.stop()
-        await endpoint.close()
+    job = await eventually(retried, what="the failed attempt to be retried later")
+    assert job["failedReason"] == "endpoint answered 500: second fails"
+    later = await add_job(proxy, opts={"delay": MAX_DELAY_MS,
+                                       "timestamp": MAX_TIMESTAMP_MS - MAX_DELAY_MS})
+    assert (await job_state(proxy, later))["state"] == "delayed"
+    assert len(endpoint.deliveries) == 2
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_answer_that_cannot_be_stored_is_not_retried(redis_url):
+async def test_an_answer_that_cannot_be_stored_is_not_retried(serve):
     async def handler(delivery):
         return ok(b'{"total": 1e400}', "application/json")
 
-    endpoint = listen_endpoint(handler)
-    proxy = await start_live_proxy(make_config(redis_url))
-    try:
-        await register(proxy, endpoint.url)
-        job_id = await add_job(proxy, opts={"attempts": 3})
-        job = await finished(proxy, job_id)
-        assert job["state"] == "failed"
-        assert job["failedReason"].startswith(
-            "endpoint answered 200 with JSON the proxy cannot store")
-        assert len(endpoint.deliveries) == 1
-    finally:
-        await proxy.stop()
-        await endpoint.close()
+    proxy, endpoint = await serve(handler)
+    await register(proxy, endpoint.url)
+    job_id = await add_job(proxy, opts={"attempts": 3})
+    job = await finished(proxy, job_id)
+    assert job["state"] == "failed"
+    assert job["failedReason"].startswith(
+        "endpoint answered 200 with JSON the proxy cannot store")
+    assert len(endpoint.deliveries) == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -222,7 +234,7 @@ async def test_a_connection_error_is_a_sentence_in_failed_reason(redis_url):
 
 
 @pytest_twisted.ensureDeferred
-async def test_logs_from_an_endpoint_keep_the_jobs_keep_logs(redis_url, sync_redis):
+async def test_logs_from_an_endpoint_keep_the_jobs_keep_logs(serve, sync_redis):
     async def handler(delivery):
         call = delivery.body
         base = f"{proxy.base}/queues/%7BtestQueue-e2e%7D/jobs/{call['job']['id']}/logs"
@@ -230,86 +242,65 @@ async def test_logs_from_an_endpoint_keep_the_jobs_keep_logs(redis_url, sync_red
             assert await post_json(base, f"line {n}", call["token"]) == (200, "OK")
         return ok()
 
-    endpoint = listen_endpoint(handler)
-    proxy = await start_live_proxy(make_config(redis_url))
-    try:
-        await register(proxy, endpoint.url)
-        job_id = await add_job(proxy, opts={"keepLogs": 2})
-        await finished(proxy, job_id)
-        assert sync_redis.lrange(f"bull:{QUEUE}:{job_id}:logs", 0, -1) == ["line 1", "line 2"]
-    finally:
-        await proxy.stop()
-        await endpoint.close()
+    proxy, endpoint = await serve(handler)
+    await register(proxy, endpoint.url)
+    job_id = await add_job(proxy, opts={"keepLogs": 2})
+    await finished(proxy, job_id)
+    assert sync_redis.lrange(f"bull:{QUEUE}:{job_id}:logs", 0, -1) == ["line 1", "line 2"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_cron_schedule_produces_jobs(redis_url, sync_redis):
-    async def handler(delivery):
-        return ok()
-
-    endpoint = listen_endpoint(handler)
-    proxy = await start_live_proxy(make_config(redis_url))
-    try:
-        await register(proxy, endpoint.url)
-        # Six fields, seconds first: every second.
-        await add_job(proxy, name="tick", data={"n": 1}, opts={"repeat": {
-            "pattern": "* * * * * *", "tz": "Europe/Paris", "key": "ticker"}})
-        await eventually(lambda: len({d.body["job"]["id"] for d in endpoint.deliveries}) >= 3,
-                         what="three runs of the schedule")
-        jobs = [d.body["job"] for d in endpoint.deliveries]
-        assert {job["name"] for job in jobs} == {"tick"}
-        assert {json.dumps(job["data"]) for job in jobs} == {'{"n": 1}'}
-        assert sync_redis.zrange(f"bull:{QUEUE}:repeat", 0, -1) == ["ticker"]
-        assert sync_redis.hget(f"bull:{QUEUE}:repeat:ticker", "pattern") == "* * * * * *"
-    finally:
-        await proxy.stop()
-        await endpoint.close()
+async def test_a_cron_schedule_produces_jobs(serve, sync_redis):
+    proxy, endpoint = await serve()
+    await register(proxy, endpoint.url)
+    # Six fields, seconds first: every second.
+    await add_job(proxy, name="tick", data={"n": 1}, opts={"repeat": {
+        "pattern": "* * * * * *", "tz": "Europe/Paris", "key": "ticker"}})
+    await eventually(lambda: len({d.body["job"]["id"] for d in endpoint.deliveries}) >= 3,
+                     what="three runs of the schedule")
+    jobs = [d.body["job"] for d in endpoint.deliveries]
+    assert {job["name"] for job in jobs} == {"tick"}
+    assert {json.dumps(job["data"]) for job in jobs} == {'{"n": 1}'}
+    assert sync_redis.zrange(f"bull:{QUEUE}:repeat", 0, -1) == ["ticker"]
+    assert sync_redis.hget(f"bull:{QUEUE}:repeat:ticker", "pattern") == "* * * * * *"
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_worker_that_keeps_failing_backs_off_and_shows_it(redis_url):
+async def test_a_worker_that_keeps_failing_backs_off_and_shows_it(serve):
     import redis.exceptions
 
-    async def handler(delivery):
-        return ok()
+    proxy, endpoint = await serve()
+    await register(proxy, endpoint.url)
+    await eventually(lambda: QUEUE in proxy.workers.workers)
+    worker = proxy.workers.workers[QUEUE].worker
+    fetches = []
 
-    endpoint = listen_endpoint(handler)
-    proxy = await start_live_proxy(make_config(redis_url))
-    try:
-        await register(proxy, endpoint.url)
-        await eventually(lambda: QUEUE in proxy.workers.workers)
-        worker = proxy.workers.workers[QUEUE].worker
-        fetches = []
+    async def refusing(token):
+        fetches.append(token)
+        raise redis.exceptions.ResponseError("OOM command not allowed when used memory "
+                                             "> 'maxmemory'.")
 
-        async def refusing(token):
-            fetches.append(token)
-            raise redis.exceptions.ResponseError("OOM command not allowed when used memory "
-                                                 "> 'maxmemory'.")
-
-        real, worker.getNextJob = worker.getNextJob, refusing
-        # The slot blocked on the queue's marker takes this job, then fetches again.
-        await finished(proxy, await add_job(proxy))
-        await eventually(lambda: len(fetches) >= 3, what="three failed fetches")
-        status, shown, _ = await proxy.request("GET", f"/workers/{QUEUE}", headers=AUTH)
-        assert status == 200
-        state = shown["state"]
-        assert state["running"] is True
-        assert state["workerErrors"] >= 3
-        assert state["lastWorkerError"].startswith("ResponseError: OOM command not allowed")
-        ready = await until_ready(proxy)
-        assert "1 worker(s) hit errors in the last minute" in ready["warnings"]["workers"]
-        _, text, _ = await proxy.request("GET", "/metrics")
-        assert f'bullmq_proxy_worker_errors_total{{queue="{QUEUE}"}}' in text
-        # bullmq alone tries again every 0.1 s; backing off (0.5 s, then doubling) it is a
-        # few tries in the time bullmq makes ten.
-        count = len(fetches)
-        from twisted.internet import reactor, task
-        await task.deferLater(reactor, 1.0)
-        assert len(fetches) - count <= 3
-        worker.getNextJob = real
-        second = await add_job(proxy)
-        assert (await finished(proxy, second))["state"] == "completed"
-        assert worker.fetch_failures == 0
-    finally:
-        await proxy.stop()
-        await endpoint.close()
+    real, worker.getNextJob = worker.getNextJob, refusing
+    # The slot blocked on the queue's marker takes this job, then fetches again.
+    await finished(proxy, await add_job(proxy))
+    await eventually(lambda: len(fetches) >= 3, what="three failed fetches")
+    status, shown, _ = await proxy.request("GET", f"/workers/{QUEUE}", headers=AUTH)
+    assert status == 200
+    state = shown["state"]
+    assert state["running"] is True
+    assert state["workerErrors"] >= 3
+    assert state["lastWorkerError"].startswith("ResponseError: OOM command not allowed")
+    ready = await until_ready(proxy)
+    assert "1 worker(s) hit errors in the last minute" in ready["warnings"]["workers"]
+    _, text, _ = await proxy.request("GET", "/metrics")
+    assert f'bullmq_proxy_worker_errors_total{{queue="{QUEUE}"}}' in text
+    # bullmq alone tries again every 0.1 s; backing off (0.5 s, then doubling) it is a
+    # few tries in the time bullmq makes ten.
+    count = len(fetches)
+    from twisted.internet import reactor, task
+    await task.deferLater(reactor, 1.0)
+    assert len(fetches) - count <= 3
+    worker.getNextJob = real
+    second = await add_job(proxy)
+    assert (await finished(proxy, second))["state"] == "completed"
+    assert worker.fetch_failures == 0
