@@ -280,8 +280,10 @@ async def test_a_worker_that_keeps_failing_backs_off_and_shows_it(serve):
         raise redis.exceptions.ResponseError("OOM command not allowed when used memory "
                                              "> 'maxmemory'.")
 
+    # Once the slot waits on the queue's marker, it takes the next job with the real fetch,
+    # and then fetches again with the refusing one.
+    await eventually(lambda: worker.waiting is not None, what="the slot to wait for jobs")
     real, worker.getNextJob = worker.getNextJob, refusing
-    # The slot blocked on the queue's marker takes this job, then fetches again.
     await finished(proxy, await add_job(proxy))
     await eventually(lambda: len(fetches) >= 3, what="three failed fetches")
     status, shown, _ = await proxy.request("GET", f"/workers/{QUEUE}", headers=AUTH)
