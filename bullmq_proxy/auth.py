@@ -15,12 +15,12 @@ from typing import Any
 
 import redis.asyncio as aredis
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import Attribute, Interface
 
 from bullmq_proxy.bridge import as_future
 from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.rights import FULL_ACCESS, Principal, RateLimiter, Right
 
@@ -49,8 +49,15 @@ def tokens_match(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+def header_text(request: IRequest, name: bytes) -> str | None:
+    """A request header as text. Read as bytes: Twisted's text lookup raises on bytes that
+    are not UTF-8, which anyone can send; those become U+FFFD and then match nothing."""
+    value = request.getHeader(name)
+    return None if value is None else value.decode("utf-8", "replace")
+
+
 def bearer_token(request: IRequest, *, allow_query: bool = False) -> str | None:
-    header = request.getHeader("authorization")
+    header = header_text(request, b"authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():

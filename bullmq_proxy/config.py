@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 from redis.crc import key_slot
 
+from bullmq_proxy.bounds import MAX_DELAY_MS
 from bullmq_proxy.rights import Rate
 
 DEFAULT_PORT = 8080
@@ -26,29 +27,35 @@ class ConfigError(ValueError):
 
 def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip(), 10)
-        except ValueError:
-            raise ValueError(f"must be an integer, got {text!r}") from None
+        digits = text.strip().removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
+            raise ValueError(f"must be an integer, got {text[:40]!r}")
+        value = int(text.strip(), 10)
         if minimum is not None and value < minimum:
             raise ValueError(f"must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
             raise ValueError(f"must be at most {maximum}, got {value}")
         return value
 
+    parse.range = (minimum, maximum)  # type: ignore[attr-defined]  # read by the docs test
     return parse
 
 
-def _number(minimum: float) -> Callable[[str], float]:
+def _number(minimum: float, maximum: float) -> Callable[[str], float]:
+    """A number greater than ``minimum``, at most ``maximum`` (no NaN, no infinity)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text.strip())
         except ValueError:
-            raise ValueError(f"must be a number, got {text!r}") from None
+            raise ValueError(f"must be a number, got {text[:40]!r}") from None
         if not value > minimum:
             raise ValueError(f"must be greater than {minimum:g}, got {text!r}")
+        if not value <= maximum:
+            raise ValueError(f"must be at most {maximum:g}, got {text[:40]!r}")
         return value
 
+    parse.range = (minimum, maximum)  # type: ignore[attr-defined]
     return parse
 
 
@@ -212,51 +219,66 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bullmq_layout", "BULLMQ_LAYOUT", "bullmq-layout", "auto", _choice("auto", "5", "6"),
             "Redis layout of the queues: auto (per queue, from what is in Redis), 5 or 6 "
             "(the Node BullMQ major of the fleet); see docs/compatibility.md"),
-    Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
+    Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100,
+            _integer(1, 100_000),
             "How many Queue objects to keep open"),
     Setting("debug", "DEBUG", "debug", False, _boolean, "Log at debug level too: every "
             "request, every failed attempt, every endpoint connection"),
     Setting("min_queue_name_length", "MIN_QUEUE_NAME_LENGTH", "min-queue-name-length", 3,
-            _integer(1), "Shortest queue name accepted"),
+            _integer(1, 1000), "Shortest queue name accepted"),
     Setting("max_queue_name_length", "MAX_QUEUE_NAME_LENGTH", "max-queue-name-length", 100,
-            _integer(1), "Longest queue name accepted"),
+            _integer(1, 1000), "Longest queue name accepted"),
     Setting("worker_metadata_key", "WORKER_METADATA_KEY", "worker-metadata-key", "bmqp:w:meta",
             _non_empty, "Redis hash holding the registered workers"),
     Setting("worker_metadata_stream", "WORKER_METADATA_STREAM", "worker-metadata-stream",
             "bmpq:w:stream", _non_empty, "Redis stream announcing worker changes"),
     Setting("max_len_worker_metadata_stream", "MAX_LEN_WORKER_METADATA_STREAM",
-            "max-len-worker-metadata-stream", 100, _integer(1),
+            "max-len-worker-metadata-stream", 100, _integer(1, 1_000_000),
             "Approximate length cap of the worker stream"),
     Setting("data_dir", "DATA_DIR", "data-dir", "bullmq-proxy-data", _non_empty,
             "Directory for the embedded Redis and the generated token"),
-    Setting("max_body_size", "MAX_BODY_SIZE", "max-body-size", 10 * MIB, _integer(1),
+    Setting("max_body_size", "MAX_BODY_SIZE", "max-body-size", 10 * MIB,
+            _integer(1, 1024 * MIB),
             "Largest request body in bytes"),
-    Setting("request_timeout", "REQUEST_TIMEOUT", "request-timeout", 10.0, _number(0),
+    Setting("request_timeout", "REQUEST_TIMEOUT", "request-timeout", 10.0, _number(0, 3600),
             "Seconds before a request waiting on Redis fails with 504"),
     Setting("log_format", "LOG_FORMAT", "log-format", "text", _choice("text", "json"),
             "Log output format: text or json"),
     Setting("worker_lock_duration", "WORKER_LOCK_DURATION", "worker-lock-duration", 30000,
-            _integer(1000), "Milliseconds an HTTP worker's job lock lasts between renewals"),
+            _integer(1000, 86_400_000),
+            "Milliseconds an HTTP worker's job lock lasts between renewals"),
     Setting("worker_stalled_interval", "WORKER_STALLED_INTERVAL", "worker-stalled-interval",
-            30000, _integer(500), "Milliseconds between checks for stalled jobs"),
+            30000, _integer(500, 86_400_000), "Milliseconds between checks for stalled jobs"),
     Setting("worker_shutdown_grace", "WORKER_SHUTDOWN_GRACE", "worker-shutdown-grace", 10.0,
-            _number(0), "Seconds in-flight endpoint calls may finish in on shutdown"),
+            _number(0, 3600), "Seconds in-flight endpoint calls may finish in on shutdown"),
     Setting("worker_signing_secret", "WORKER_SIGNING_SECRET", "worker-signing-secret", (),
             _token_list, "Secret(s) signing every endpoint call, comma-separated (at most two, "
             "for rotation); a worker's own endpoint.signingSecret wins"),
     Setting("worker_breaker_threshold", "WORKER_BREAKER_THRESHOLD", "worker-breaker-threshold",
-            5, _integer(1), "Consecutive endpoint failures that open its circuit"),
+            5, _integer(1, 1_000_000), "Consecutive endpoint failures that open its circuit"),
     Setting("worker_breaker_window", "WORKER_BREAKER_WINDOW", "worker-breaker-window", 5.0,
-            _number(0), "Seconds an open circuit waits before probing (doubles, max 300)"),
-    Setting("ws_message_timeout", "WS_MESSAGE_TIMEOUT", "ws-message-timeout", 15.0, _number(0),
+            _number(0, 300), "Seconds an open circuit waits before probing (doubles, max 300)"),
+    Setting("ws_message_timeout", "WS_MESSAGE_TIMEOUT", "ws-message-timeout", 15.0,
+            _number(0, 86_400),
             "Seconds a WebSocket worker has to answer a job before the attempt fails"),
-    Setting("ws_ping_interval", "WS_PING_INTERVAL", "ws-ping-interval", 30, _integer(0),
+    Setting("ws_ping_interval", "WS_PING_INTERVAL", "ws-ping-interval", 30, _integer(0, 86_400),
             "Seconds between WebSocket keepalive pings (0 disables them)"),
-    Setting("ws_ping_timeout", "WS_PING_TIMEOUT", "ws-ping-timeout", 10.0, _number(0),
+    Setting("ws_ping_timeout", "WS_PING_TIMEOUT", "ws-ping-timeout", 10.0, _number(0, 3600),
             "Seconds a WebSocket peer has to answer a ping before it is dropped"),
     Setting("ws_max_buffered_bytes", "WS_MAX_BUFFERED_BYTES", "ws-max-buffered-bytes", 8 * MIB,
-            _integer(1024), "Outgoing bytes a slow WebSocket client may fall behind before "
-            "it is disconnected"),
+            _integer(1024, 1024 * MIB), "Outgoing bytes a slow WebSocket client may fall behind "
+            "before it is disconnected"),
+    Setting("worker_max_slots", "WORKER_MAX_SLOTS", "worker-max-slots", 2000,
+            _integer(1, 1_000_000), "Concurrency slots all HTTP-endpoint workers of one "
+            "instance may run together; a registration past it is refused"),
+    Setting("worker_max_retry_delay", "WORKER_MAX_RETRY_DELAY", "worker-max-retry-delay",
+            3_600_000, _integer(1000, MAX_DELAY_MS), "Longest delay in ms an endpoint may "
+            "ask for with Retry-After or BullMQ-Proxy-Retry (it spends no attempt)"),
+    Setting("ws_max_workers", "WS_MAX_WORKERS", "ws-max-workers", 100, _integer(0, 1_000_000),
+            "WebSocket worker sockets one instance serves at once (0: none)"),
+    Setting("ws_max_worker_slots", "WS_MAX_WORKER_SLOTS", "ws-max-worker-slots", 1000,
+            _integer(1, 1_000_000), "Concurrency all WebSocket workers of one instance may "
+            "ask for together"),
 )
 
 
@@ -346,6 +368,10 @@ class Config:
     ws_ping_interval: int = 30
     ws_ping_timeout: float = 10.0
     ws_max_buffered_bytes: int = 8 * MIB
+    worker_max_slots: int = 2000
+    worker_max_retry_delay: int = 3_600_000
+    ws_max_workers: int = 100
+    ws_max_worker_slots: int = 1000
     plugins: tuple[str, ...] = ()
 
 

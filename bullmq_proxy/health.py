@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
-from twisted.logger import Logger
 
 from bullmq_proxy.auth import Policy
 from bullmq_proxy.errors import NOT_READY, REDIS_UNAVAILABLE, ErrorKind, ProxyError
 from bullmq_proxy.http.router import Call, Route
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.schemas.responses import HEALTH
 
 log = Logger(namespace="bullmq_proxy.health")
@@ -27,6 +27,10 @@ READY_TIMEOUT_SECONDS = 0.8
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else a short reason an operator can act on."""
+
+Advisory = Callable[[], str | None]
+"""Something an operator should know that does not stop the proxy serving (a worker that
+cannot run): None, or a short sentence without names or secrets, since /readyz is public."""
 
 
 class NotReady(ProxyError):
@@ -46,11 +50,20 @@ class Readiness:
     def __init__(self, redis: aredis.Redis, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         self._timeout = timeout
         self._checks: dict[str, ReadinessCheck] = {"redis": lambda: _ping(redis)}
+        self._advisories: dict[str, Advisory] = {}
 
     def add(self, name: str, check: ReadinessCheck) -> None:
         if name in self._checks:
             raise ValueError(f"a readiness check named {name!r} already exists")
         self._checks[name] = check
+
+    def advise(self, name: str, advisory: Advisory) -> None:
+        self._advisories[name] = advisory
+
+    def warnings(self) -> dict[str, str]:
+        """The advisories that have something to say, by name."""
+        said = {name: advisory() for name, advisory in self._advisories.items()}
+        return {name: text for name, text in said.items() if text}
 
     async def run(self) -> dict[str, str]:
         """Every check's outcome by name: ``"ok"`` or the reason it failed."""
@@ -89,7 +102,11 @@ def health_routes(readiness: Readiness) -> list[Route]:
         checks = await readiness.run()
         failed = {name: outcome for name, outcome in checks.items() if outcome != "ok"}
         if not failed:
-            return {"status": "ok", "checks": checks}
+            body: dict[str, Any] = {"status": "ok", "checks": checks}
+            warnings = readiness.warnings()
+            if warnings:
+                body["warnings"] = warnings
+            return body
         # Probes repeat every few seconds: the answer says why, the log need not each time.
         log.debug("Not ready: {failed}", failed=", ".join(failed))
         kind = REDIS_UNAVAILABLE if "redis" in failed else NOT_READY

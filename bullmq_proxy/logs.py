@@ -1,4 +1,5 @@
-"""Log output: text or JSON lines, at info level unless ``--debug``.
+"""Log output: text or JSON lines, at info level unless ``--debug``; and a Logger
+whose text fields cannot split or forge log lines.
 
 twistd takes its log observer as a factory named by ``--logger``; ``tap.py`` configures
 ``twistd_observer`` with the proxy's settings and names it there.
@@ -26,6 +27,8 @@ from twisted.logger import (
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
+from twisted import logger
+
 # Twisted logs these for every connection a client factory makes (one per endpoint call when
 # the endpoint closes its connections); they say nothing an operator acts on.
 FACTORY_CHATTER = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
@@ -34,6 +37,27 @@ LEGACY_KEYS = frozenset({"message", "format", "isError", "why", "failure", "time
                          "printed"})
 LEVEL_NAMES = {LogLevel.debug: "debug", LogLevel.info: "info", LogLevel.warn: "warning",
                LogLevel.error: "error", LogLevel.critical: "critical"}
+
+
+def escape(text: str) -> str:
+    """``text`` with its control (non-printable) characters written as escapes, ``\\n``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+class Logger(logger.Logger):
+    """twisted's Logger, with every text field escaped: queue names, paths and error
+    messages come from clients, and a newline in one would start a line of its own."""
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            if isinstance(value, str):
+                kwargs[key] = escape(value)
+        super().emit(level, format, **kwargs)
+
+
 
 
 @implementer(ILogFilterPredicate)

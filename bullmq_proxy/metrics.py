@@ -117,9 +117,21 @@ class Metrics:
         self.workers_registered = Gauge(
             f"{PREFIX}_workers_registered", "HTTP-endpoint workers registered", registry=r,
         )
+        self.worker_errors = Counter(
+            f"{PREFIX}_worker_errors", "Errors of HTTP-endpoint workers themselves (fetching "
+            "or moving jobs in Redis), not of their endpoints", ["queue"], registry=r,
+        )
+        self.workers_refused = Gauge(
+            f"{PREFIX}_workers_refused", "Registered HTTP-endpoint workers this instance does "
+            "not run (1 per queue); GET /workers/:queue says why", ["queue"], registry=r,
+        )
         self.websocket_connections = Gauge(
             f"{PREFIX}_websocket_connections", "Open WebSocket connections by kind",
             ["kind"], registry=r,
+        )
+        self.websocket_worker_slots = Gauge(
+            f"{PREFIX}_websocket_worker_slots", "Concurrency of the open WebSocket workers "
+            "(capped by WS_MAX_WORKER_SLOTS)", registry=r,
         )
         self.redis_command_errors = Counter(
             f"{PREFIX}_redis_command_errors", "Redis commands that failed, by error kind",

@@ -19,8 +19,9 @@ from twisted.application.service import Service
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from bullmq_proxy.logs import Logger
 
 log = Logger(namespace="bullmq_proxy.processes")
 

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily
-from twisted.logger import Logger
 
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.layout import job_types
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.logger import Logger
+
+from bullmq_proxy.logs import Logger
 
 log = Logger(namespace="bullmq_proxy.reload")
 

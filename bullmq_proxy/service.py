@@ -17,7 +17,6 @@ import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
-from twisted.logger import Logger
 
 from bullmq_proxy.auth import Gate, IAuthenticator, load_or_create_token
 from bullmq_proxy.bridge import as_deferred
@@ -29,6 +28,7 @@ from bullmq_proxy.http.openapi import api_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
 from bullmq_proxy.http.site import ProxySite, Root
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queue_depth import QueueDepth

@@ -26,10 +26,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bullmq_proxy.bridge import as_future
+from bullmq_proxy.logs import Logger
 
 log = Logger(namespace="bullmq_proxy.summed_metrics")
 

@@ -28,11 +28,11 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from bullmq_proxy.auth import IAuthenticator
 from bullmq_proxy.config import Config, ConfigError
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.rights import RIGHT_NAMES, Principal, Rate, Right
 
 log = Logger(namespace="bullmq_proxy.tokens")

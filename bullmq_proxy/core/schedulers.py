@@ -4,47 +4,38 @@ remove the schedulers of a queue."""
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+from croniter import CroniterBadCronError, CroniterBadDateError
 
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.queues import QueueRegistry
-from bullmq_proxy.validation import validate_job_opts
+from bullmq_proxy.validation import validate_job_opts, validate_repeat
 
 # The scheduler fields of BullMQ's RepeatOptions the REST shape accepts besides the template.
 REPEAT_FIELDS = ("every", "pattern", "tz", "limit", "startDate", "endDate", "immediately",
                  "offset")
 
 
-def check_pattern(pattern: str, field: str) -> None:
-    """A cron pattern as BullMQ reads it (5 fields, or 6 with seconds first)."""
-    if not croniter.is_valid(pattern, second_at_beginning=True):
-        raise invalid(field, f"{field} is not a valid cron pattern: {pattern!r}")
-
-
 def checked_scheduler(spec: dict[str, Any], field: str = "") -> dict[str, Any]:
-    """What the declared shape cannot say: a cron pattern, a time zone, a job template's
-    options (the same rules as an added job's)."""
-    def named(key: str) -> str:
-        return f"{field}.{key}" if field else key
-
-    if "pattern" in spec:
-        check_pattern(spec["pattern"], named("pattern"))
-    if "tz" in spec:
-        try:
-            ZoneInfo(spec["tz"])
-        except (ZoneInfoNotFoundError, ValueError):
-            raise invalid(named("tz"), f"{named('tz')} is not a known time zone: "
-                                       f"{spec['tz']!r}") from None
+    """What the declared shape cannot say, by the rules of a repeating job's ``opts.repeat``
+    (cron pattern, time zone, dates) and of an added job's options (the template's)."""
+    repeat = {key: value for key, value in spec.items() if key != "template"}
+    try:
+        validate_repeat(repeat, field or "repeat")
+    except ProxyError as err:
+        if not field and err.field is not None:
+            # The REST body holds the repeat options at its top level.
+            err.field = err.field.removeprefix("repeat.")
+            err.detail = err.detail.replace("repeat.", "")
+        raise
+    named = f"{field}.template.opts" if field else "template.opts"
     template = spec.get("template")
     if template and "opts" in template:
-        opts = validate_job_opts(template["opts"], named("template.opts"))
+        opts = validate_job_opts(template["opts"], named)
         for refused in ("repeat", "jobId", "delay"):
             if refused in opts:
-                raise invalid(named(f"template.opts.{refused}"),
-                              f"{named(f'template.opts.{refused}')} is set by the scheduler")
+                raise invalid(f"{named}.{refused}", f"{named}.{refused} is set by the scheduler")
     return spec
 
 

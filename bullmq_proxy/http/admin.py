@@ -149,7 +149,7 @@ def job_admin_routes(admin: JobAdmin) -> list[Route]:
         Route(b"POST", job + "/priority", priority, body=shapes.PRIORITY,
               response=answers.ref("Job"),
               summary="Change a waiting job's priority"),
-        Route(b"POST", job + "/delay", delay, body=shapes.DELAY,
+        Route(b"POST", job + "/delay", delay, body=shapes.CHANGE_DELAY,
               response=answers.ref("Job"),
               summary="Change a delayed job's delay"),
         Route(b"GET", job + "/children", children, query=shapes.PAGE_QUERY,

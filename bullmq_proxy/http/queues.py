@@ -10,6 +10,7 @@ from bullmq_proxy.core.adding import add_jobs
 from bullmq_proxy.core.job_admin import JobAdmin
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
+from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
@@ -25,6 +26,7 @@ class QueueRoutes:
         self._metrics = metrics
         self._jobs = jobs
         self._batcher = AddBatcher(queues.client)
+        self._updates = JobUpdates(queues)
 
     async def add(self, call: Call) -> Any:
         jobs = validate_jobs(call.json())
@@ -76,8 +78,7 @@ class QueueRoutes:
             body = body["progress"]
         if isinstance(body, bool) or not isinstance(body, int | float | dict):
             raise invalid("progress", "progress must be a number or a JSON object")
-        queue = self._queues.get(call.params["queueName"])
-        await queue.backend.updateProgress(call.params["jobId"], body)
+        await self._updates.update_progress(call.params["queueName"], call.params["jobId"], body)
         return Reply(text="OK")
 
     async def add_log(self, call: Call) -> Any:
@@ -87,6 +88,5 @@ class QueueRoutes:
             body = body["log"]
         if not isinstance(body, str):
             raise invalid("log", 'the log must be a JSON string or {"log": "..."}')
-        queue = self._queues.get(call.params["queueName"])
-        await queue.backend.addLog(call.params["jobId"], body)
+        await self._updates.add_log(call.params["queueName"], call.params["jobId"], body)
         return Reply(text="OK")

@@ -15,7 +15,6 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -34,6 +33,7 @@ from bullmq_proxy.errors import (
     classify,
 )
 from bullmq_proxy.http.cors import Cors
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.rights import Principal, Right
 from bullmq_proxy.schemas.check import Schema, check, check_query
 from bullmq_proxy.validation import parse_json, validate_queue_name

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 from typing import Any
 
 from bullmq_proxy.auth import Policy, bearer_token
+from bullmq_proxy.bounds import ASYNC_TIMEOUT
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import responses as answers
-from bullmq_proxy.validation import refuse_unknown, require_int, require_object
-from bullmq_proxy.workers.metadata import parse_metadata
+from bullmq_proxy.validation import parse_json, refuse_unknown, require_in, require_object
+from bullmq_proxy.workers.metadata import check_slots, load_metadata, parse_metadata
 from bullmq_proxy.workers.service import WorkersService
 
 # Header values that may hold credentials are never echoed back.
@@ -21,7 +22,9 @@ REDACTED = "[redacted]"
 
 
 def redact(stored: dict[str, Any]) -> dict[str, Any]:
-    endpoint = dict(stored.get("endpoint") or {})
+    if not isinstance(stored.get("endpoint"), dict):
+        return stored
+    endpoint = dict(stored["endpoint"])
     if "signingSecret" in endpoint:
         endpoint["signingSecret"] = REDACTED
     headers = endpoint.get("headers")
@@ -43,8 +46,20 @@ class WorkerRoutes:
         metadata = parse_metadata(call.json(), self._config)
         if call.principal is not None:
             call.principal.require(Right.WORKERS, metadata.queue)
+        # Every instance runs every registration: refuse one that could not run here. (Two
+        # registrations racing past this check are refused by the follower, and reported.)
+        check_slots(metadata, await self._registered_slots(besides=metadata.queue),
+                    self._config.worker_max_slots)
         await self._store.save(metadata)
         return Reply(text="OK")
+
+    async def _registered_slots(self, besides: str) -> int:
+        slots = 0
+        for queue, raw in (await self._store.all()).items():
+            if queue != besides:
+                with contextlib.suppress(ProxyError, ValueError):
+                    slots += load_metadata(raw, self._config).concurrency
+        return slots
 
     async def list(self, call: Call) -> Any:
         listed: dict[str, Any] = {}
@@ -52,8 +67,8 @@ class WorkerRoutes:
             if call.principal is not None and not call.principal.covers(queue):
                 continue
             try:
-                listed[queue] = json.loads(raw)["endpoint"]["url"]
-            except (ValueError, KeyError, TypeError):
+                listed[queue] = _stored(raw)["endpoint"]["url"]
+            except (KeyError, TypeError):
                 listed[queue] = None
         return listed
 
@@ -65,15 +80,20 @@ class WorkerRoutes:
                              "queueName")
         running = self._workers.workers.get(queue)
         state: dict[str, Any] = {"running": running is not None}
+        if queue in self._workers.refused:
+            state["refused"] = self._workers.refused[queue]
         if running is not None:
             live = running.dispatcher.state
             breaker = running.dispatcher.breaker
             state.update(inFlight=live.in_flight, completed=live.completed, failed=live.failed,
                          settled=live.settled,
                          lastError=live.last_error, lastErrorAt=live.last_error_at,
+                         workerErrors=live.worker_errors,
+                         lastWorkerError=live.last_worker_error,
+                         lastWorkerErrorAt=live.last_worker_error_at,
                          circuit={"state": breaker.state, "failures": breaker.failures,
                                   "retryIn": breaker.retry_in()})
-        return {**redact(json.loads(raw)), "state": state}
+        return {**redact(_stored(raw)), "state": state}
 
     async def remove(self, call: Call) -> Any:
         queue = call.params["queueName"]
@@ -81,6 +101,15 @@ class WorkerRoutes:
             raise ProxyError(NOT_FOUND, f"No worker is registered for queue {queue!r}.",
                              "queueName")
         return Reply(text="OK")
+
+
+def _stored(raw: str) -> dict[str, Any]:
+    """A stored registration as an object, whatever was written there around the API."""
+    try:
+        stored = parse_json(raw.encode("utf-8", "surrogatepass"))
+    except ProxyError as err:
+        return {"unreadable": err.detail}
+    return stored if isinstance(stored, dict) else {"unreadable": "not a JSON object"}
 
 
 def worker_routes(config: Config, workers: WorkersService) -> list[Route]:
@@ -138,7 +167,7 @@ class SettlementRoutes:
         refuse_unknown(body, frozenset({"duration"}), "")
         if "duration" not in body:
             raise invalid("duration", "duration (ms) is required")
-        duration = require_int(body["duration"], "duration", 1)
+        duration = require_in(body["duration"], "duration", ASYNC_TIMEOUT)
         await self._settlements.set_deadline(call.params["queueName"], call.params["jobId"],
                                              duration)
         return Reply(text="OK")

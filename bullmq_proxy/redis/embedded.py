@@ -17,10 +17,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bullmq_proxy.config import ConfigError
+from bullmq_proxy.logs import Logger
 
 STOP_GRACE_SECONDS = 10.0
 

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from bullmq_proxy.validation import MAX_PAGE_LENGTH, MAX_PRIORITY
+from bullmq_proxy.bounds import (
+    DELAY,
+    INDEX,
+    MAX_DELAY_MS,
+    PAGE_LENGTH,
+    POSITIVE_COUNT,
+    POSITIVE_DELAY,
+    PRIORITY,
+    TIMESTAMP,
+    Range,
+)
 
-# Milliseconds BullMQ can still place on its time axis: a delayed job's score is
-# (timestamp + delay) * 4096, which must stay an exact double (below 2^53).
-MAX_DELAY_MS = 315_360_000_000  # ten years
 # Jobs a bulk action moves per Redis call (BullMQ's `count`): bounds how long one script runs.
 MAX_BATCH = 10_000
 
 
 def integer(minimum: int, maximum: int, **more: Any) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": maximum, **more}
+
+
+def ranged(bound: Range, **more: Any) -> dict[str, Any]:
+    """The shape of an integer in one of ``bounds.py``'s ranges."""
+    if bound.unit:
+        more.setdefault("description", bound.unit)
+    return integer(bound.minimum, bound.maximum, **more)
 
 
 def obj(properties: dict[str, Any], *required: str, **more: Any) -> dict[str, Any]:
@@ -26,8 +40,8 @@ def obj(properties: dict[str, Any], *required: str, **more: Any) -> dict[str, An
 
 
 PAGE_QUERY = obj({
-    "start": integer(0, 2**53 - 1, default=0),
-    "length": integer(1, MAX_PAGE_LENGTH, default=10),
+    "start": ranged(INDEX, default=0),
+    "length": ranged(PAGE_LENGTH, default=10),
 })
 CLEANABLE = ["completed", "failed", "delayed", "wait", "prioritized", "paused"]
 
@@ -56,29 +70,29 @@ CONCURRENCY = obj({"max": integer(1, 100_000, description="active jobs across al
 REMOVE_JOB_QUERY = obj({"children": {"type": "boolean", "default": True}})
 JOB_DATA = obj({"data": {"description": "any JSON value"}}, "data")
 PRIORITY = obj({
-    "priority": integer(0, MAX_PRIORITY, description="0 takes the priority away"),
+    "priority": integer(0, PRIORITY.maximum, description="0 takes the priority away"),
     "lifo": {"type": "boolean", "default": False},
 }, "priority")
-DELAY = obj({"delay": integer(0, MAX_DELAY_MS, description="ms from now")}, "delay")
+CHANGE_DELAY = obj({"delay": ranged(DELAY, description="ms from now")}, "delay")
 FIND_QUERY = obj({
     **PAGE_QUERY["properties"],
     "name": {"type": "string", "minLength": 1, "maxLength": 1000},
     "statuses": {"type": "string"},
 })
 
-_DATE = {"anyOf": [integer(0, 2**53 - 1), {"type": "string", "format": "date-time",
+_DATE = {"anyOf": [ranged(TIMESTAMP), {"type": "string", "format": "date-time",
                                            "minLength": 1, "maxLength": 64}],
          "description": "epoch ms or an ISO 8601 date"}
 SCHEDULER = obj({
-    "every": integer(1, MAX_DELAY_MS, description="ms between jobs"),
+    "every": ranged(POSITIVE_DELAY, description="ms between jobs"),
     "pattern": {"type": "string", "minLength": 1, "maxLength": 256,
                 "description": "cron, 5 fields or 6 with seconds first"},
     "tz": {"type": "string", "minLength": 1, "maxLength": 64},
-    "limit": integer(1, 2**31 - 1),
+    "limit": ranged(POSITIVE_COUNT),
     "startDate": _DATE,
     "endDate": _DATE,
     "immediately": {"type": "boolean"},
-    "offset": integer(0, MAX_DELAY_MS),
+    "offset": ranged(DELAY),
     "template": obj({
         "name": {"type": "string", "minLength": 1, "maxLength": 1000},
         "data": {"description": "any JSON value"},

@@ -156,10 +156,11 @@ WORKER_URLS = {"type": "object", "additionalProperties": nullable("string"),
                "description": "queue → registered endpoint URL"}
 WORKER = {
     "type": "object",
-    "description": "the registration (secrets redacted) and this instance's view of it",
+    "description": "the registration (secrets redacted) and this instance's view of it; "
+                   "only the state when the stored registration is refused",
     "properties": {"queue": {"type": "string"}, "endpoint": {"type": "object"},
                    "opts": {"type": "object"}, "state": {"type": "object"}},
-    "required": ["queue", "endpoint", "state"],
+    "required": ["state"],
 }
 
 COMPONENTS: dict[str, Any] = {

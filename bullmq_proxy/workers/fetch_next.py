@@ -18,6 +18,7 @@ redis-py swallowed the first cancellation (see ``redis/closing.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,10 @@ from bullmq_proxy.redis.closing import close_blocking
 from bullmq_proxy.redis.layout import speak_layout
 
 Processor = Callable[[Job, str], Awaitable[Any]]
+# bullmq tries a fetch that failed with anything but a connection error again after 0.1 s, for
+# ever: ten errors a second per slot when Redis keeps refusing a script. Back off instead.
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
 
 
 class FetchNextWorker(Worker):
@@ -42,6 +47,9 @@ class FetchNextWorker(Worker):
         name_clients_like_node(self.backend, self.prefix, name)
         self.clientName = self.backend.clientName(
             f":w:{self.workerName}" if self.workerName else "")
+        # Fetches that failed in a row, all slots together; any fetch that works resets it.
+        self.fetch_failures = 0
+        self._closing = asyncio.Event()
         self._run = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
@@ -67,6 +75,7 @@ class FetchNextWorker(Worker):
             await self.lockManager.close()
 
     async def close(self, force: bool = False) -> None:
+        self._closing.set()
         await close_blocking(super().close(force), lambda: self.waiting)
 
     async def _slot(self, slot: str) -> None:
@@ -86,12 +95,26 @@ class FetchNextWorker(Worker):
                 job = await self._next(token)
 
     async def _next(self, token: str) -> Job | None:
-        job = await self.retryIfFailed(lambda: self.getNextJob(token), {
+        job = await self.retryIfFailed(lambda: self._fetch(token), {
             "delay_in_ms": self.opts["runRetryDelay"], "only_emit_error": True})
+        if job is None and self.fetch_failures:
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.fetch_failures - 1, 10))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+            return None
         waiting = self.waiting
         if job is None and waiting is not None:
             # Another slot is blocked on the queue's marker: wait for it rather than poll.
             await asyncio.wait({waiting})
+        return job
+
+    async def _fetch(self, token: str) -> Job | None:
+        try:
+            job = await self.getNextJob(token)
+        except Exception:
+            self.fetch_failures += 1
+            raise
+        self.fetch_failures = 0
         return job
 
     async def _process(self, job: Job, token: str) -> Job | None:

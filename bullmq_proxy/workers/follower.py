@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import redis.asyncio as aredis
 import redis.exceptions
-from twisted.logger import Logger
 
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers.follower")

@@ -153,7 +153,7 @@ async def _change_job_priority(scope: AdminScope, args: Positional) -> Any:
 
 async def _change_job_delay(scope: AdminScope, args: Positional) -> Any:
     return await scope.core.job_admin.change_delay(
-        scope.queue, args.job_id(0), args.get(1, _field(shapes.DELAY, "delay")))
+        scope.queue, args.job_id(0), args.get(1, _field(shapes.CHANGE_DELAY, "delay")))
 
 
 async def _get_job_dependencies(scope: AdminScope, args: Positional) -> Any:

@@ -19,5 +19,6 @@ def attach_websockets(context: Any, top: MultiService) -> WebSocketService:
     context.metrics.on_scrape(websocket_gauges(context.metrics, service))
     factory = ProxyWebSocketFactory(service, context.config, context.reactor)
     context.root.putChild(b"ws", WebSocketEntry(context.config, context.gate,
-                                                WebSocketResource(factory)))
+                                                WebSocketResource(factory),
+                                                service.refuse_worker))
     return service

@@ -14,11 +14,11 @@ from typing import Any
 
 import redis.asyncio as aredis
 from bullmq import QueueEvents
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from bullmq_proxy.config import RedisSettings
 from bullmq_proxy.errors import ProxyError, invalid
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.closing import close_blocking
 from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from bullmq_proxy.errors import ProxyError
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.ws.flow import Outbox, ReadValve
 from bullmq_proxy.ws.paths import Target, parse_target
 from bullmq_proxy.ws.session import IChannel, ISession

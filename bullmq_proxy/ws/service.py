@@ -8,12 +8,14 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.core import Core
+from bullmq_proxy.errors import RATE_LIMITED, ProxyError
+from bullmq_proxy.job_updates import JobUpdates
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.ws.commands import Scope
@@ -25,6 +27,9 @@ from bullmq_proxy.ws.session import ISession
 from bullmq_proxy.ws.worker import WorkerSession
 
 log = Logger(namespace="bullmq_proxy.ws")
+
+# Seconds a client refused for capacity waits before trying again.
+RETRY_AFTER = "5"
 
 
 class WebSocketService(Service):
@@ -38,7 +43,33 @@ class WebSocketService(Service):
         self._closing: set[asyncio.Future[Any]] = set()
         # Adds from every socket share pipelines, as REST adds do among themselves.
         self._batcher = AddBatcher(queues.client)
+        self._updates = JobUpdates(queues)
         self.hub = EventsHub(redis, queues, config.redis)
+
+    def worker_slots(self) -> tuple[int, int]:
+        """(WebSocket worker sockets open, the concurrency they asked for together)."""
+        targets = [p.target for p in list(self.sockets)
+                   if p.target is not None and p.target.kind is Kind.WORKER]
+        return len(targets), sum(t.concurrency for t in targets)
+
+    def refuse_worker(self, target: Target) -> ProxyError | None:
+        """Why this instance cannot take one more worker socket, or None. Checked before the
+        handshake, in the same reactor turn as the session opens, so two upgrades cannot
+        both take the last slot."""
+        if target.kind is not Kind.WORKER:
+            return None
+        sockets, slots = self.worker_slots()
+        if sockets + 1 > self.config.ws_max_workers:
+            detail = (f"This instance serves at most {self.config.ws_max_workers} WebSocket "
+                      "workers (WS_MAX_WORKERS); retry later, or connect to another instance.")
+            return ProxyError(RATE_LIMITED, detail, headers={"Retry-After": RETRY_AFTER})
+        if slots + target.concurrency > self.config.ws_max_worker_slots:
+            detail = (f"A concurrency of {target.concurrency} would take this instance's "
+                      f"WebSocket workers past {self.config.ws_max_worker_slots} slots "
+                      f"(WS_MAX_WORKER_SLOTS; {slots} in use); ask for fewer, or retry later.")
+            return ProxyError(RATE_LIMITED, detail, "concurrency",
+                              headers={"Retry-After": RETRY_AFTER})
+        return None
 
     def open_session(self, protocol: ProxyProtocol, target: Target) -> ISession:
         self.sockets.add(protocol)
@@ -46,9 +77,9 @@ class WebSocketService(Service):
                   kind=target.kind.value, queue=target.queue)
         if target.kind is Kind.QUEUE:
             queue = self._queues.get(target.queue)
-            scope = Scope(queue, self._batcher.add_bulk,
+            scope = Scope(target.queue, queue, self._batcher.add_bulk, self._updates,
                           self._metrics.jobs_added.labels(target.queue).inc,
-                          lambda: self._queues.layout_of(queue), target.queue, self._core)
+                          lambda: self._queues.layout_of(queue), self._core)
             return QueueSession(protocol, scope, self.config.request_timeout)
         if target.kind is Kind.WORKER:
             opts = {

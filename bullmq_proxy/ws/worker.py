@@ -15,14 +15,15 @@ from typing import Any
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from bullmq_proxy.bounds import is_integer
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.redis.connection import RedisClient, close_client
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
-from bullmq_proxy.ws.messages import FrameError, decode, encode, err
+from bullmq_proxy.ws.messages import FrameError, decode, encode, err, salvage_id
 from bullmq_proxy.ws.session import IChannel, ISession
 
 log = Logger(namespace="bullmq_proxy.ws.worker")
@@ -89,7 +90,14 @@ class WorkerSession:
         try:
             message = decode(payload)
         except FrameError as error:
-            self._channel.send(err(error.id, error.error))
+            message_id = error.id if error.id is not None else salvage_id(payload)
+            reply = self._pending.get(message_id) if is_integer(message_id) else None
+            if reply is not None and not reply.done():
+                # A reply that cannot be read fails its job now, rather than leaving it
+                # active until the message timeout.
+                reply.set_exception(RemoteJobError(
+                    f"The WebSocket worker's reply could not be read: {error.error.detail}"))
+            self._channel.send(err(message_id, error.error))
             return
         reply = self._pending.get(message.id) if isinstance(message.id, int) else None
         if reply is None or reply.done():
