@@ -19,6 +19,7 @@ _PARAMETER = re.compile(r"\{(\w+)\}")
 _PROBLEMS = {
     "400": "Bad input: the problem names the field",
     "401": "No token, or one that is not accepted",
+    "403": "The token lacks the right (or the queue) the problem names",
     "404": "No such queue, job or scheduler",
     "409": "The job or queue is in a state the action does not apply to",
     "429": "Too many requests (Retry-After)",
@@ -67,6 +68,8 @@ def _operation(route: Route) -> dict[str, Any]:
     problems = ["400", "503", "504"]
     if route.policy is not Policy.PUBLIC:
         problems.append("401")
+    if route.policy is Policy.TOKEN:
+        problems += ["403", "429"]
     if names:
         problems += ["404", "409"]
     if route.body is not None or route.method in (b"POST", b"PUT", b"PATCH"):

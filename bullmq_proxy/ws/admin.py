@@ -14,6 +14,7 @@ import attrs
 from bullmq_proxy.core import Core
 from bullmq_proxy.core.schedulers import checked_scheduler
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
+from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import admin as shapes
 from bullmq_proxy.schemas.check import Schema, check
 from bullmq_proxy.validation import validate_job_id
@@ -211,33 +212,34 @@ async def _remove_job_scheduler(scope: AdminScope, args: Positional) -> Any:
 class AdminCommand:
     run: Callable[[AdminScope, Positional], Awaitable[Any]]
     arity: int
+    right: Right
 
 
 ADMIN_COMMANDS: Mapping[str, AdminCommand] = {
-    "getQueue": AdminCommand(_summary, 0),
-    "clean": AdminCommand(_clean, 3),
-    "drain": AdminCommand(_drain, 1),
-    "obliterate": AdminCommand(_obliterate, 1),
-    "retryJobs": AdminCommand(_retry_jobs, 1),
-    "promoteJobs": AdminCommand(_promote_jobs, 1),
-    "remove": AdminCommand(_remove, 2),
-    "setGlobalConcurrency": AdminCommand(_set_concurrency, 1),
-    "removeGlobalConcurrency": AdminCommand(_remove_concurrency, 0),
-    "getGlobalConcurrency": AdminCommand(_get_concurrency, 0),
-    "setGlobalRateLimit": AdminCommand(_set_rate_limit, 2),
-    "removeGlobalRateLimit": AdminCommand(_remove_rate_limit, 0),
-    "getGlobalRateLimit": AdminCommand(_get_rate_limit, 0),
-    "retryJob": AdminCommand(_retry_job, 1),
-    "promoteJob": AdminCommand(_promote_job, 1),
-    "updateJobData": AdminCommand(_update_job_data, 2),
-    "changeJobPriority": AdminCommand(_change_job_priority, 2),
-    "changeJobDelay": AdminCommand(_change_job_delay, 2),
-    "getJobDependencies": AdminCommand(_get_job_dependencies, 3),
-    "getJobSchedulers": AdminCommand(_get_job_schedulers, 2),
-    "getJobScheduler": AdminCommand(_get_job_scheduler, 1),
-    "getJobSchedulersCount": AdminCommand(_get_job_schedulers_count, 0),
-    "upsertJobScheduler": AdminCommand(_upsert_job_scheduler, 3),
-    "removeJobScheduler": AdminCommand(_remove_job_scheduler, 1),
+    "getQueue": AdminCommand(_summary, 0, Right.READ),
+    "clean": AdminCommand(_clean, 3, Right.MANAGE),
+    "drain": AdminCommand(_drain, 1, Right.MANAGE),
+    "obliterate": AdminCommand(_obliterate, 1, Right.MANAGE),
+    "retryJobs": AdminCommand(_retry_jobs, 1, Right.MANAGE),
+    "promoteJobs": AdminCommand(_promote_jobs, 1, Right.MANAGE),
+    "remove": AdminCommand(_remove, 2, Right.MANAGE),
+    "setGlobalConcurrency": AdminCommand(_set_concurrency, 1, Right.MANAGE),
+    "removeGlobalConcurrency": AdminCommand(_remove_concurrency, 0, Right.MANAGE),
+    "getGlobalConcurrency": AdminCommand(_get_concurrency, 0, Right.READ),
+    "setGlobalRateLimit": AdminCommand(_set_rate_limit, 2, Right.MANAGE),
+    "removeGlobalRateLimit": AdminCommand(_remove_rate_limit, 0, Right.MANAGE),
+    "getGlobalRateLimit": AdminCommand(_get_rate_limit, 0, Right.READ),
+    "retryJob": AdminCommand(_retry_job, 1, Right.MANAGE),
+    "promoteJob": AdminCommand(_promote_job, 1, Right.MANAGE),
+    "updateJobData": AdminCommand(_update_job_data, 2, Right.MANAGE),
+    "changeJobPriority": AdminCommand(_change_job_priority, 2, Right.MANAGE),
+    "changeJobDelay": AdminCommand(_change_job_delay, 2, Right.MANAGE),
+    "getJobDependencies": AdminCommand(_get_job_dependencies, 3, Right.READ),
+    "getJobSchedulers": AdminCommand(_get_job_schedulers, 2, Right.READ),
+    "getJobScheduler": AdminCommand(_get_job_scheduler, 1, Right.READ),
+    "getJobSchedulersCount": AdminCommand(_get_job_schedulers_count, 0, Right.READ),
+    "upsertJobScheduler": AdminCommand(_upsert_job_scheduler, 3, Right.MANAGE),
+    "removeJobScheduler": AdminCommand(_remove_job_scheduler, 1, Right.MANAGE),
 }
 
 

@@ -20,5 +20,6 @@ def attach_websockets(context: Any, top: MultiService) -> WebSocketService:
     factory = ProxyWebSocketFactory(service, context.config, context.reactor)
     context.root.putChild(b"ws", WebSocketEntry(context.config, context.gate,
                                                 WebSocketResource(factory),
-                                                service.refuse_worker))
+                                                service.refuse_worker, service.admitted))
+    context.gate.reloaded.append(lambda: service.tokens_reloaded(context.gate.principal))
     return service

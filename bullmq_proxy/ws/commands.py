@@ -19,6 +19,7 @@ from bullmq_proxy.errors import invalid
 from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.redis.layout import job_types
+from bullmq_proxy.rights import Right
 from bullmq_proxy.validation import (
     JOB_STATES,
     is_integer,
@@ -29,7 +30,8 @@ from bullmq_proxy.validation import (
     validate_job_id,
     validate_job_opts,
 )
-from bullmq_proxy.ws.admin import ADMIN_COMMANDS, AdminScope, run_admin_command
+from bullmq_proxy.ws.admin import ADMIN_COMMANDS, AdminCommand, AdminScope, run_admin_command
+from bullmq_proxy.ws.session import Admission
 
 # getJobLogs reads to the end with -1, as BullMQ's does.
 LOG_END = Range(-1, INDEX.maximum)
@@ -48,6 +50,7 @@ class Scope:
     added: Callable[[int], None]
     layout: Callable[[], Awaitable[int]]
     core: Core
+    admission: Admission | None = None
 
 
 class Args:
@@ -205,31 +208,35 @@ async def remove_repeatable(scope: Scope, args: Args) -> Any:
 class Command:
     run: Callable[[Scope, Args], Awaitable[Any]]
     arity: int
+    right: Right
 
 
 COMMANDS: Mapping[str, Command] = {
-    "add": Command(add, 3),
-    "addBulk": Command(add_bulk, 1),
-    "pause": Command(pause, 0),
-    "resume": Command(resume, 0),
-    "getJobs": Command(get_jobs, 4),
-    "getJobCounts": Command(get_job_counts, len(JOB_STATES)),
-    "getJobLogs": Command(get_job_logs, 4),
-    "getWorkers": Command(get_workers, 0),
-    "getJob": Command(get_job, 1),
-    "updateJobProgress": Command(update_job_progress, 2),
-    "jobProgress": Command(update_job_progress, 2),
-    "addJobLog": Command(add_job_log, 3),
-    "jobLog": Command(add_job_log, 3),
-    "removeRepeatable": Command(remove_repeatable, 3),
+    "add": Command(add, 3, Right.WRITE),
+    "addBulk": Command(add_bulk, 1, Right.WRITE),
+    "pause": Command(pause, 0, Right.MANAGE),
+    "resume": Command(resume, 0, Right.MANAGE),
+    "getJobs": Command(get_jobs, 4, Right.READ),
+    "getJobCounts": Command(get_job_counts, len(JOB_STATES), Right.READ),
+    "getJobLogs": Command(get_job_logs, 4, Right.READ),
+    "getWorkers": Command(get_workers, 0, Right.READ),
+    "getJob": Command(get_job, 1, Right.READ),
+    "updateJobProgress": Command(update_job_progress, 2, Right.WORKERS),
+    "jobProgress": Command(update_job_progress, 2, Right.WORKERS),
+    "addJobLog": Command(add_job_log, 3, Right.WORKERS),
+    "jobLog": Command(add_job_log, 3, Right.WORKERS),
+    "removeRepeatable": Command(remove_repeatable, 3, Right.MANAGE),
 }
 
 
 async def run_command(scope: Scope, fn: str, values: list[Any]) -> Any:
-    if fn in ADMIN_COMMANDS:
-        return await run_admin_command(AdminScope(scope.name, scope.core), fn, values)
-    command = COMMANDS.get(fn)
+    command: Command | AdminCommand | None = COMMANDS.get(fn) or ADMIN_COMMANDS.get(fn)
     if command is None:
         known = ", ".join([*COMMANDS, *ADMIN_COMMANDS])
         raise invalid("fn", f"unknown command {fn!r}; known: {known}")
+    if scope.admission is not None:
+        # Read at each command: a token-file reload may have changed the token's rights.
+        scope.admission.principal.require(command.right, scope.name)
+    if isinstance(command, AdminCommand):
+        return await run_admin_command(AdminScope(scope.name, scope.core), fn, values)
     return await command.run(scope, Args(values, command.arity))

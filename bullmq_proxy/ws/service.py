@@ -4,6 +4,8 @@ cleanly on shutdown (workers finish or fail their in-flight jobs, feeds stop).""
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.application.service import Service
@@ -18,12 +20,13 @@ from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.redis.connection import worker_client
+from bullmq_proxy.rights import Principal
 from bullmq_proxy.ws.commands import Scope
 from bullmq_proxy.ws.events import EventsHub, EventsSession
 from bullmq_proxy.ws.paths import Kind, Target
 from bullmq_proxy.ws.protocol import ProxyProtocol
 from bullmq_proxy.ws.queue import QueueSession
-from bullmq_proxy.ws.session import ISession
+from bullmq_proxy.ws.session import Admission, ISession
 from bullmq_proxy.ws.worker import WorkerSession
 
 log = Logger(namespace="bullmq_proxy.ws")
@@ -45,6 +48,32 @@ class WebSocketService(Service):
         self._batcher = AddBatcher(queues.client)
         self._updates = JobUpdates(queues)
         self.hub = EventsHub(redis, queues, config.redis)
+        # Who each upgrade admitted, by its transport, until its protocol opens.
+        self._admissions: weakref.WeakKeyDictionary[Any, Admission] = \
+            weakref.WeakKeyDictionary()
+
+    def admitted(self, transport: Any, admission: Admission) -> None:
+        self._admissions[transport] = admission
+
+    def admission(self, transport: Any) -> Admission | None:
+        return self._admissions.pop(transport, None)
+
+    def tokens_reloaded(self, principal: Callable[[str], Awaitable[Principal | None]]) -> None:
+        """After a token-file reload: sockets keep the token's new rights, or are closed
+        (4401) when it is no longer accepted."""
+        recheck = asyncio.ensure_future(self._recheck(principal))
+        self._closing.add(recheck)
+        recheck.add_done_callback(self._closing.discard)
+
+    async def _recheck(self, principal: Callable[[str], Awaitable[Principal | None]]) -> None:
+        for protocol in list(self.sockets):
+            if protocol.admission is None:
+                continue
+            found = await principal(protocol.admission.token)
+            if found is None:
+                protocol.refuse_token()
+            else:
+                protocol.admission.principal = found
 
     def worker_slots(self) -> tuple[int, int]:
         """(WebSocket worker sockets open, the concurrency they asked for together)."""
@@ -79,7 +108,8 @@ class WebSocketService(Service):
             queue = self._queues.get(target.queue)
             scope = Scope(target.queue, queue, self._batcher.add_bulk, self._updates,
                           self._metrics.jobs_added.labels(target.queue).inc,
-                          lambda: self._queues.layout_of(queue), self._core)
+                          lambda: self._queues.layout_of(queue), self._core,
+                          protocol.admission)
             return QueueSession(protocol, scope, self.config.request_timeout)
         if target.kind is Kind.WORKER:
             opts = {
