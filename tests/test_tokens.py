@@ -14,9 +14,9 @@ from twisted.internet import task
 from websockets.exceptions import InvalidStatus
 
 from bullmq_proxy.config import ConfigError
+from bullmq_proxy.redis.embedded import free_port
 from bullmq_proxy.rights import Principal, Rate, RateLimiter, Right
 from bullmq_proxy.tokens import TokenFile, digest, parse_token_file
-from bullmq_proxy.redis.embedded import free_port
 from tests.support import AUTH, make_config, start_live_proxy, start_proxy
 from tests.twistd_process import proxy_env, start_twistd
 from tests.ws_support import connect, on_asyncio
@@ -103,7 +103,7 @@ async def test_a_token_over_its_rate_gets_429_with_retry_after(scoped):
     answers = [await scoped.request("GET", "/queues/x1x/jobs", headers=bearer(MANAGER))
                for _ in range(4)]
     assert [status for status, _, _ in answers] == [200, 200, 200, 429]
-    status, problem, headers = answers[-1]
+    _, problem, headers = answers[-1]
     assert problem["type"] == "/problems/rate-limited"
     assert headers.getRawHeaders("retry-after") == ["1"]
 

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bullmq_proxy.redaction import redact_url
+
 
 class RegisteredWorkers:
     def __init__(self, client: Any, key: str) -> None:
@@ -22,6 +24,6 @@ def _url(raw: str | None) -> str | None:
     if raw is None:
         return None
     try:
-        return json.loads(raw)["endpoint"]["url"]
-    except (ValueError, KeyError, TypeError):
+        return redact_url(json.loads(raw)["endpoint"]["url"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None

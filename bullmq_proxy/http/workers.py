@@ -10,30 +10,12 @@ from bullmq_proxy.bounds import ASYNC_TIMEOUT
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
+from bullmq_proxy.redaction import redact_registration, redact_url
 from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import responses as answers
 from bullmq_proxy.validation import parse_json, refuse_unknown, require_in, require_object
 from bullmq_proxy.workers.metadata import check_slots, load_metadata, parse_metadata
 from bullmq_proxy.workers.service import WorkersService
-
-# Header values that may hold credentials are never echoed back.
-SECRET_HINTS = ("auth", "token", "key", "secret", "cookie", "password", "signature")
-REDACTED = "[redacted]"
-
-
-def redact(stored: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(stored.get("endpoint"), dict):
-        return stored
-    endpoint = dict(stored["endpoint"])
-    if "signingSecret" in endpoint:
-        endpoint["signingSecret"] = REDACTED
-    headers = endpoint.get("headers")
-    if isinstance(headers, dict):
-        endpoint["headers"] = {
-            name: REDACTED if any(hint in name.lower() for hint in SECRET_HINTS) else value
-            for name, value in headers.items()
-        }
-    return {**stored, "endpoint": endpoint}
 
 
 class WorkerRoutes:
@@ -67,7 +49,7 @@ class WorkerRoutes:
             if call.principal is not None and not call.principal.covers(queue):
                 continue
             try:
-                listed[queue] = _stored(raw)["endpoint"]["url"]
+                listed[queue] = redact_url(_stored(raw)["endpoint"]["url"])
             except (KeyError, TypeError):
                 listed[queue] = None
         return listed
@@ -93,7 +75,7 @@ class WorkerRoutes:
                          lastWorkerErrorAt=live.last_worker_error_at,
                          circuit={"state": breaker.state, "failures": breaker.failures,
                                   "retryIn": breaker.retry_in()})
-        return {**redact(_stored(raw)), "state": state}
+        return {**redact_registration(_stored(raw)), "state": state}
 
     async def remove(self, call: Call) -> Any:
         queue = call.params["queueName"]
