@@ -211,6 +211,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit", "RATE_LIMIT", "rate-limit", None, _rate,
             "Requests a token may make: PER_SECOND/BURST, e.g. 50/100 (unset: no limit; "
             "the token file may set one per token)"),
+    Setting("endpoint_policy", "ENDPOINT_POLICY", "endpoint-policy", "default",
+            _choice("default", "public-only"),
+            "Which addresses worker endpoints may have: default (not link-local, cloud "
+            "metadata or this proxy) or public-only (also not private or loopback)"),
+    Setting("endpoint_allow", "ENDPOINT_ALLOW", "endpoint-allow", (), _token_list,
+            "Endpoint host names always allowed, comma-separated"),
     Setting("cors_origins", "CORS_ORIGINS", "cors-origins", (), _origins,
             "Origins whose browser pages may call the API (comma-separated "
             "scheme://host[:port], or *); unset: no cross-origin calls"),
@@ -344,6 +350,8 @@ class Config:
     tokens_file: str | None = None
     rate_limit: Rate | None = None
     metrics_public: bool = False
+    endpoint_policy: str = "default"
+    endpoint_allow: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     queue_prefix: str = "bull"
     bullmq_layout: str = "auto"

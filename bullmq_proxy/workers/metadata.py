@@ -32,6 +32,7 @@ from bullmq_proxy.validation import (
     require_object,
     validate_queue_name,
 )
+from bullmq_proxy.workers.endpoint_policy import policy_of
 from bullmq_proxy.workers.signing import validate_secrets
 
 DEFAULT_TIMEOUT_MS = 3000
@@ -181,6 +182,12 @@ def parse_metadata(value: Any, config: Config) -> WorkerMetadata:
     if "endpoint" not in body:
         raise invalid("endpoint", "endpoint is required")
     endpoint = _validate_endpoint(body["endpoint"])
+    where = urlsplit(endpoint.url)
+    refusal = policy_of(config.endpoint_policy, config.endpoint_allow, config.listen).refusal(
+        where.hostname or "", where.port or (443 if where.scheme == "https" else 80))
+    if refusal is not None:
+        raise invalid("endpoint.url", f"endpoint.url: {refusal}; the proxy does not call it "
+                                      "(ENDPOINT_POLICY, ENDPOINT_ALLOW)")
     opts = _validate_opts(body["opts"]) if "opts" in body else {}
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return WorkerMetadata(queue=queue, endpoint=endpoint, opts=opts, raw=raw)
