@@ -14,7 +14,7 @@ from twisted.python import log as legacy_log
 
 from bullmq_proxy.logs import filtered, json_file_observer, json_line
 from bullmq_proxy.redis.embedded import free_port
-from tests.support import AUTH, TOKEN, make_config, start_proxy
+from tests.support import TOKEN, make_config, start_proxy
 from tests.twistd_process import proxy_env, start_twistd
 from tests.workers_helpers import eventually, listen_endpoint, ok
 
@@ -150,7 +150,7 @@ async def test_a_steady_load_logs_nothing_per_job_at_info_level(tmp_path, redis_
         await _run_jobs(proxy, endpoint, 30)
         for _ in range(5):
             proxy.request("GET", "/readyz")
-            proxy.request("GET", "/metrics", headers=AUTH)
+            proxy.request("GET", "/metrics", token=TOKEN)
         after = proxy.output().splitlines()
     finally:
         proxy.stop()
