@@ -97,6 +97,19 @@ class RedisClientsService(Service):
         return closed.addCallback(lambda _: log.info("Redis clients closed"))
 
 
+class CoreService(Service):
+    """Stops the core's background work (event feeds, pulled queues' stalled checks)."""
+
+    name = "core"
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        return as_deferred(self._core.close())
+
+
 @attrs.frozen
 class ProxyContext:
     """What every part of the proxy shares: built once per process."""
@@ -170,6 +183,8 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     readiness = Readiness(clients.queue)
     router = Router(config, gate, metrics.observe_request)
     core = build_core(queues, config)
+    # Stopped after the listeners and before Redis: pulls and event streams end with them.
+    CoreService(core).setServiceParent(top)
     router.add_routes(queue_routes(core, metrics, config))
     router.add_routes(api_routes(lambda: router.routes))
     router.add_routes(health_routes(readiness))

@@ -32,11 +32,16 @@ class ApiContract:
             (re.compile("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path)) + "$"), path)
             for path in self.document["paths"]]
 
-    def _template(self, path: str) -> str | None:
-        for pattern, template in self._paths:
-            if pattern.match(path):
+    def _template(self, path: str, method: str) -> str | None:
+        """The documented path of ``path``: the one with this method, literal segments
+        winning over parameters (``/jobs/next`` before ``/jobs/{jobId}``), as the router
+        matches."""
+        matching = sorted((template for pattern, template in self._paths
+                           if pattern.match(path)), key=lambda t: t.count("{"))
+        for template in matching:
+            if method.lower() in self.document["paths"][template]:
                 return template
-        return None
+        return matching[0] if matching else None
 
     def _validate(self, pointer: str, body: Any, what: str) -> None:
         validator = Draft202012Validator({"$ref": f"{URN}#/{pointer}"},
@@ -51,7 +56,7 @@ class ApiContract:
             # The router answers OPTIONS (CORS preflights) for every route it serves.
             assert status in (204, 404), f"OPTIONS {path} answered {status}"
             return
-        template = self._template(path)
+        template = self._template(path, method)
         operation = (self.document["paths"].get(template, {}).get(method.lower())
                      if template else None)
         what = f"{method} {path} answered {status}"

@@ -14,6 +14,6 @@ def test_services_stop_drain_first_then_components_listeners_and_redis(redis_url
     # Stopped in reverse, one after another (tests/test_shutdown.py).
     # "reload" (the SIGHUP handler) goes first, at once, so no reload runs during a stop.
     assert [service.name for service in top] == [
-        "redis", "http", "workers", "websockets", "drain", "reload"]
+        "redis", "core", "http", "workers", "websockets", "drain", "reload"]
     http = top.getServiceNamed("http")
     assert [listener.name for listener in http] == ["listen tcp:0"]

@@ -74,7 +74,11 @@ def _operation(route: Route) -> dict[str, Any]:
         problems += ["404", "409"]
     if route.body is not None or route.method in (b"POST", b"PUT", b"PATCH"):
         problems.append("413")
-    problems += [str(status) for status in route.statuses]
+    for status in route.statuses:
+        if status < 400:
+            operation["responses"][str(status)] = {"description": "Nothing to answer"}
+        else:
+            problems.append(str(status))
     for status in sorted(set(problems)):
         operation["responses"][status] = _problem(_PROBLEMS[status])
     return operation

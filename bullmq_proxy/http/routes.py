@@ -10,6 +10,7 @@ from bullmq_proxy.config import Config
 from bullmq_proxy.core import Core
 from bullmq_proxy.http.admin import job_admin_routes, queue_admin_routes
 from bullmq_proxy.http.flows import flow_routes
+from bullmq_proxy.http.pull import pull_routes
 from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.http.schedulers import scheduler_routes
@@ -47,4 +48,5 @@ def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
         *job_admin_routes(core.job_admin),
         *scheduler_routes(core.schedulers),
         *flow_routes(core.flows, config),
+        *pull_routes(core.pulls),
     ]

@@ -8,7 +8,8 @@ from typing import Any
 from bullmq_proxy.auth import Policy, bearer_token
 from bullmq_proxy.bounds import ASYNC_TIMEOUT
 from bullmq_proxy.config import Config
-from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
+from bullmq_proxy.core.pull import Pulls
+from bullmq_proxy.errors import CONFLICT, NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.redaction import redact_registration, redact_url
 from bullmq_proxy.rights import Right
@@ -112,11 +113,13 @@ def worker_routes(config: Config, workers: WorkersService) -> list[Route]:
 
 
 class SettlementRoutes:
-    """The job API of endpoints that answered 202, authorized by the job's lock token."""
+    """The job API of pulled jobs and of endpoints that answered 202, authorized by the
+    job's lock token."""
 
-    def __init__(self, workers: WorkersService) -> None:
+    def __init__(self, workers: WorkersService, pulls: Pulls) -> None:
         self._workers = workers
         self._settlements = workers.settlements
+        self._pulls = pulls
 
     def _worker_opts(self, queue: str) -> dict[str, Any]:
         running = self._workers.workers.get(queue)
@@ -150,8 +153,13 @@ class SettlementRoutes:
         if "duration" not in body:
             raise invalid("duration", "duration (ms) is required")
         duration = require_in(body["duration"], "duration", ASYNC_TIMEOUT)
-        await self._settlements.set_deadline(call.params["queueName"], call.params["jobId"],
-                                             duration)
+        queue, job_id = call.params["queueName"], call.params["jobId"]
+        if await self._settlements.has_deadline(queue, job_id):
+            # An endpoint's 202 job: the worker holding it renews the lock to this deadline.
+            await self._settlements.set_deadline(queue, job_id, duration)
+        elif not await self._pulls.extend(queue, job_id, _lock_token(call), duration):
+            raise ProxyError(CONFLICT, "The job's lock is not held by this token any more.",
+                             "jobId")
         return Reply(text="OK")
 
 
@@ -161,15 +169,17 @@ def _lock_token(call: Call) -> str:
     return token
 
 
-def settlement_routes(workers: WorkersService) -> list[Route]:
-    s = SettlementRoutes(workers)
+def settlement_routes(workers: WorkersService, pulls: Pulls) -> list[Route]:
+    s = SettlementRoutes(workers, pulls)
     job = "/queues/{queueName}/jobs/{jobId}"
     return [
         Route(b"POST", job + "/complete", s.complete, Policy.JOB_LOCK,
               response=answers.TEXT_OK, media="text/plain",
-              summary="Complete a job an endpoint answered 202 for"),
+              summary="Complete a pulled job, or one an endpoint answered 202 for"),
         Route(b"POST", job + "/fail", s.fail, Policy.JOB_LOCK, response=answers.TEXT_OK,
-              media="text/plain", summary="Fail a job an endpoint answered 202 for"),
+              media="text/plain",
+              summary="Fail a pulled job, or one an endpoint answered 202 for"),
         Route(b"POST", job + "/lock", s.lock, Policy.JOB_LOCK, response=answers.TEXT_OK,
-              media="text/plain", summary="Extend the deadline of a job answered 202"),
+              media="text/plain",
+              summary="Extend a pulled job's lock, or the deadline of a job answered 202"),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bullmq_proxy.bounds import (
+    ASYNC_TIMEOUT,
     DELAY,
     INDEX,
     MAX_DELAY_MS,
@@ -106,3 +107,13 @@ SCHEDULER = obj({
 FLOW_BODY = {"type": ["object", "array"],
              "description": "a flow {name, queueName, data, opts, children: [flows]} or a "
                             "non-empty array of them"}
+
+# A long poll waits at most this long (the API conventions' bound).
+MAX_WAIT_MS = 30_000
+PULL = obj({
+    "lockDuration": ranged(ASYNC_TIMEOUT, default=30_000,
+                           description="ms the job stays locked to the token (extend it "
+                                       "with POST .../lock)"),
+    "wait": integer(0, MAX_WAIT_MS, default=0, description="ms to wait for a job (long poll)"),
+    "name": {"type": "string", "description": "not supported: a pull takes the next job"},
+})

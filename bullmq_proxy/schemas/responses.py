@@ -136,6 +136,12 @@ FLOW_NODE = {
     "required": ["job"],
 }
 FLOW = {"anyOf": [ref("FlowNode"), {"type": "array", "items": ref("FlowNode")}]}
+PULLED = {
+    "type": "object",
+    "properties": {"job": ref("Job"), "token": {"type": "string", "minLength": 32,
+                                                 "description": "the job's lock token"}},
+    "required": ["job", "token"],
+}
 PROBLEM = {
     "type": "object",
     "description": "RFC 9457 problem details",

@@ -51,5 +51,5 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
                                                "the worker registry is not loaded yet"))
     context.readiness.advise("workers", lambda: workers_advisory(workers))
     context.router.add_routes(worker_routes(config, workers))
-    context.router.add_routes(settlement_routes(workers))
+    context.router.add_routes(settlement_routes(workers, context.core.pulls))
     return workers

@@ -52,6 +52,10 @@ class Settlements:
                                px=duration_ms + 60_000)
         self._wake(queue, job_id)
 
+    async def has_deadline(self, queue: str, job_id: str) -> bool:
+        """Is the job an endpoint's 202 job, held by some instance's worker?"""
+        return bool(await self._client.exists(self._deadline_key(queue, job_id)))
+
     async def hold(self, queue: str, job: Job, token: str, timeout_ms: int) -> None:
         """Wait until the job is settled through the API (raises ``Settled``) or its deadline
         passes (raises ``DeadlinePassed``)."""

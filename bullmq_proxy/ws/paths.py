@@ -10,16 +10,10 @@ import attrs
 
 from bullmq_proxy.bounds import CONCURRENCY
 from bullmq_proxy.config import Config
+from bullmq_proxy.core.events import EVENT_NAMES
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.validation import validate_queue_name
 from bullmq_proxy.web import split_path
-
-# QueueEvents' events that carry queue news (``error`` is the local listener's own).
-EVENT_NAMES = (
-    "active", "added", "cleaned", "completed", "debounced", "deduplicated", "delayed",
-    "drained", "duplicated", "failed", "paused", "progress", "removed", "resumed",
-    "retries-exhausted", "stalled", "waiting", "waiting-children",
-)
 
 
 class Kind(enum.Enum):

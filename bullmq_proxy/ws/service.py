@@ -22,7 +22,7 @@ from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.rights import Principal
 from bullmq_proxy.ws.commands import Scope
-from bullmq_proxy.ws.events import EventsHub, EventsSession
+from bullmq_proxy.ws.events import EventsSession
 from bullmq_proxy.ws.paths import Kind, Target
 from bullmq_proxy.ws.protocol import ProxyProtocol
 from bullmq_proxy.ws.queue import QueueSession
@@ -36,7 +36,7 @@ RETRY_AFTER = "5"
 
 
 class WebSocketService(Service):
-    def __init__(self, config: Config, core: Core, redis: Any, metrics: Metrics) -> None:
+    def __init__(self, config: Config, core: Core, metrics: Metrics) -> None:
         self.name = "websockets"
         self.config = config
         self._metrics = metrics
@@ -47,7 +47,7 @@ class WebSocketService(Service):
         # Adds from every socket share pipelines, as REST adds do among themselves.
         self._batcher = AddBatcher(queues.client)
         self._updates = JobUpdates(queues)
-        self.hub = EventsHub(redis, queues, config.redis)
+        self.hub = core.events
         # Who each upgrade admitted, by its transport, until its protocol opens.
         self._admissions: weakref.WeakKeyDictionary[Any, Admission] = \
             weakref.WeakKeyDictionary()
@@ -141,5 +141,5 @@ class WebSocketService(Service):
             # Release now rather than after the close handshake: shutdown must not wait
             # on clients that do not answer.
             protocol.onClose(False, None, None)
+        # The event feeds are the core's: they close with it, after the listeners.
         await asyncio.gather(*self._closing, return_exceptions=True)
-        await self.hub.close()
