@@ -30,24 +30,27 @@ from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.connection import RedisClient, RedisEvents, close_client, create_client
 from bullmq_proxy.redis.embedded import EmbeddedRedisService, find_redis_server, free_port
 from bullmq_proxy.workers.attach import attach_workers
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.ws.attach import attach_websockets
 
 log = Logger(namespace="bullmq_proxy.service")
 
 
 class RedisClientsService(Service):
-    """Owns the two Redis clients: ``queue`` for short commands, ``blocking`` for waits."""
+    """Owns the Redis clients: ``queue`` for short commands, ``blocking`` for waits, and the
+    connections every worker shares (``workers``)."""
 
     def __init__(self, config: Config, events: RedisEvents | None = None) -> None:
         self.name = "redis"
         self.queue = create_client(config.redis, events=events)
         self.blocking = create_client(config.redis, blocking=True, events=events)
+        self.workers = WorkerConnections(config.redis, config.queue_prefix)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         return DeferredList(
             [as_deferred(close_client(client))
-             for client in (self.queue, self.blocking)]
+             for client in (self.queue, self.blocking)] + [as_deferred(self.workers.close())]
         )
 
 
@@ -59,6 +62,7 @@ class ProxyContext:
     reactor: Any
     redis: RedisClient
     blocking_redis: RedisClient
+    worker_connections: WorkerConnections
     queues: QueueRegistry
     gate: Gate
     router: Router
@@ -121,6 +125,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     listeners.setServiceParent(top)
     context = ProxyContext(
         config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
+        worker_connections=clients.workers,
         queues=queues, gate=gate, router=router, root=Root(router),
         metrics=metrics, readiness=readiness, listeners=listeners,
     )

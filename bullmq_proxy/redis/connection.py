@@ -218,13 +218,8 @@ async def close_client(client: RedisClient) -> None:
         await client.aclose(close_connection_pool=True)
 
 
-# Besides one per job in flight: the blocking wait, lock renewal and the stalled-job check.
-CONNECTIONS_PER_WORKER = 4
-
-
 def worker_client(settings: RedisSettings, concurrency: int) -> RedisClient:
-    """A client for one bullmq Worker (or QueueEvents), built like every other (TLS,
-    Sentinel, Cluster). It is the worker's own because bullmq closes its connection, which
-    must not be the proxy's shared one; close it with ``close_client`` after the worker."""
-    return create_client(settings, blocking=True,
-                         max_connections=2 * concurrency + CONNECTIONS_PER_WORKER)
+    """A client for one bullmq QueueEvents (or another object that blocks on Redis), built
+    like every other (TLS, Sentinel, Cluster). It is the object's own because bullmq closes
+    its connection, which must not be a shared one; close it with ``close_client`` after."""
+    return create_client(settings, blocking=True, max_connections=concurrency + 1)

@@ -31,7 +31,8 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
     settlements = Settlements(context.redis, context.queues)
     http, pool = endpoint_client(context.reactor)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis, http,
-                             settlements, pool, context.metrics.observe_endpoint_call)
+                             settlements, context.worker_connections, pool,
+                             context.metrics.observe_endpoint_call)
     workers.setServiceParent(top)
     context.metrics.on_scrape(worker_gauges(context.metrics, workers))
     context.readiness.add("workers", condition(lambda: workers.loaded,

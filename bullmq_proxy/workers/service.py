@@ -2,7 +2,8 @@
 
 Each is a ``FetchNextWorker``: bullmq's Worker with a leaner loop, so locks, lock renewal,
 the stalled-job check, attempts, backoff and events behave as in Node BullMQ; the proxy
-supplies the processor that calls the endpoint.
+supplies the processor that calls the endpoint. They hold no Redis connection of their own:
+all share the process's ``WorkerConnections``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from twisted.web.client import HTTPConnectionPool
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import ProxyError
-from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
@@ -40,7 +41,6 @@ class RunningWorker:
     metadata: WorkerMetadata
     worker: FetchNextWorker
     dispatcher: Dispatcher
-    client: RedisClient
 
 
 class WorkersService(Service):
@@ -48,10 +48,11 @@ class WorkersService(Service):
 
     def __init__(
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
-        http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
-        observe_call: CallObserver | None = None,
+        http: HTTPClient, settlements: Settlements, connections: WorkerConnections,
+        pool: HTTPConnectionPool | None = None, observe_call: CallObserver | None = None,
     ) -> None:
         self.name = "workers"
+        self._connections = connections
         self._observe_call = observe_call
         self._config = config
         self._reactor = reactor
@@ -133,19 +134,17 @@ class WorkersService(Service):
                                  self._config.worker_breaker_window)
         dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
                                 metadata.endpoint.async_timeout_ms, self._observe_call)
-        client = worker_client(self._config.redis, metadata.opts.get("concurrency", 1))
         opts: dict[str, Any] = {
             **metadata.opts,
-            "connection": client,
             "prefix": self._config.queue_prefix,
             "lockDuration": self._config.worker_lock_duration,
             "stalledInterval": self._config.worker_stalled_interval,
         }
-        worker = FetchNextWorker(metadata.queue, dispatcher, opts)
+        worker = FetchNextWorker(metadata.queue, dispatcher, opts, self._connections)
         worker.on("error", lambda err, *_: log.warn(
             "Worker of queue {queue} hit an error: {error}", queue=metadata.queue,
             error=f"{err.__class__.__name__}: {err}"))
-        return RunningWorker(metadata, worker, dispatcher, client)
+        return RunningWorker(metadata, worker, dispatcher)
 
     def _size_pool(self) -> None:
         """Keep an idle connection for every slot: a pool smaller than the concurrency closes
@@ -174,4 +173,3 @@ class WorkersService(Service):
             worker.forceClosing = True
             worker.cancelProcessing()
         await asyncio.gather(closing, return_exceptions=True)
-        await close_client(running.client)

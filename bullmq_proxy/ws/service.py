@@ -15,7 +15,7 @@ from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
-from bullmq_proxy.redis.connection import worker_client
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.ws.commands import Scope
 from bullmq_proxy.ws.events import EventsHub, EventsSession
 from bullmq_proxy.ws.paths import Kind, Target
@@ -29,8 +29,9 @@ log = Logger(namespace="bullmq_proxy.ws")
 
 class WebSocketService(Service):
     def __init__(self, config: Config, queues: QueueRegistry, redis: Any,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, worker_connections: WorkerConnections) -> None:
         self.name = "websockets"
+        self._worker_connections = worker_connections
         self.config = config
         self._metrics = metrics
         self._queues = queues
@@ -54,9 +55,8 @@ class WebSocketService(Service):
                 "lockDuration": self.config.worker_lock_duration,
                 "stalledInterval": self.config.worker_stalled_interval,
             }
-            client = worker_client(self.config.redis, target.concurrency)
             return WorkerSession(protocol, target.queue, target.concurrency, opts,
-                                 self.config.ws_message_timeout, client)
+                                 self.config.ws_message_timeout, self._worker_connections)
         return EventsSession(protocol, self.hub, target.queue, target.events)
 
     def close_session(self, protocol: ProxyProtocol, session: ISession) -> None:
