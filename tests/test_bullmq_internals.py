@@ -53,3 +53,25 @@ def test_job_members_the_proxy_reads() -> None:
 def test_installed_bullmq_is_in_the_tested_range() -> None:
     major, minor, *_ = (int(part) for part in bullmq.__version__.split("."))
     assert (major, minor) == (3, 4)
+
+
+def test_worker_builds_its_backend_through_the_module_function_the_proxy_replaces() -> None:
+    import bullmq.worker
+
+    assert "create_backend(" in inspect.getsource(Worker.__init__)
+    assert callable(bullmq.worker.create_backend)
+    assert isinstance(bullmq.worker.short_retry_delay, float)
+    assert _params(RedisBackend.__init__) == [
+        "self", "name", "connection", "blocking_connection", "prefix", "owns_connection"]
+    assert "owns_connection" in inspect.getsource(RedisBackend.close)
+
+
+def test_redis_connection_registers_its_scripts_in_load_commands() -> None:
+    from bullmq.redis_connection import SCRIPT_DEFINITIONS, RedisConnection, loadScript
+
+    assert "self.loadCommands()" in inspect.getsource(RedisConnection.__init__)
+    assert {"moveToActive", "moveToFinished", "moveStalledJobsToWait", "extendLocks"} \
+        <= set(SCRIPT_DEFINITIONS)
+    assert "local rcall" in loadScript(SCRIPT_DEFINITIONS["moveToActive"])
+    assert _params(RedisBackend.moveToActive) == ["self", "token", "opts"]
+    assert _params(Worker.runStalledJobsCheck) == ["self"]
