@@ -52,6 +52,12 @@ def armed(watch: MarkerWatch, key: str) -> bool:
     return any(key in lane.armed for lane in watch._lanes.values())
 
 
+async def mark_once_armed(watch: MarkerWatch, sync_redis, key: str) -> None:
+    """Add a marker once the wait's command includes ``key``."""
+    await until(lambda: armed(watch, key), f"the wait armed with {key}")
+    sync_redis.zadd(key, {"0": 0})
+
+
 def names(sync_redis) -> list[str]:
     return [client["name"] for client in sync_redis.client_list()]
 
@@ -86,8 +92,7 @@ async def test_a_key_watched_while_the_wait_is_armed_wakes_it(redis_url, sync_re
         watch.listen(marker_key(1), Listener())
         await until(lambda: armed(watch.watch, marker_key(1)), "the wait armed")
         late = watch.listen(marker_key(2), Listener())
-        await until(lambda: armed(watch.watch, marker_key(2)), "the wait armed again")
-        sync_redis.zadd(marker_key(2), {"0": 0})
+        await mark_once_armed(watch.watch, sync_redis, marker_key(2))
         await until(lambda: late.scores, "the late key's marker")
     finally:
         await watch.close()
@@ -102,7 +107,7 @@ async def test_a_marker_the_listener_cannot_take_is_put_back(redis_url, sync_red
         watch.listen(marker_key(1), busy)
         await until(lambda: armed(watch.watch, marker_key(1)), "the wait armed")
         watch.watch.unwatch(marker_key(1), busy)  # as a worker with every slot busy does
-        sync_redis.zadd(marker_key(1), {"0": 0})
+        await mark_once_armed(watch.watch, sync_redis, marker_key(1))
         # Still armed with the key: the command in flight takes the marker...
         await until(lambda: busy.scores, "the marker")
         # ...and the other consumers of the queue find it again.
@@ -121,8 +126,7 @@ async def test_unregistered_keys_are_not_waited_on_and_a_replaced_listener_is_ig
         watch.listen(marker_key(1), new)  # a worker replaced by another on the same queue
         watch.watch.unregister(marker_key(1), old)  # the old one closes after
         assert watch.watch.watched == 1
-        await until(lambda: armed(watch.watch, marker_key(1)), "the wait armed")
-        sync_redis.zadd(marker_key(1), {"0": 0})
+        await mark_once_armed(watch.watch, sync_redis, marker_key(1))
         await until(lambda: new.scores, "the marker")
         assert old.scores == []
         watch.watch.unregister(marker_key(1), new)
