@@ -44,7 +44,9 @@ class RedisClientsService(Service):
         self.name = "redis"
         self.queue = create_client(config.redis, events=events)
         self.blocking = create_client(config.redis, blocking=True, events=events)
-        self.workers = WorkerConnections(config.redis, config.queue_prefix)
+        # Workers may still be settling jobs when this service is told to stop.
+        self.workers = WorkerConnections(config.redis, config.queue_prefix,
+                                         close_wait=config.worker_shutdown_grace + 5)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()

@@ -259,3 +259,28 @@ async def test_delays_rate_limits_pauses_and_backoff_wake_an_idle_worker(
     finally:
         await aio(worker.close())
         await aio(adder.close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_shared_connections_close_after_the_workers_using_them(redis_url, sync_redis):
+    # A MultiService stops its children at once: the Redis service may be told to stop
+    # while a worker still settles its job.
+    connections = WorkerConnections(RedisSettings(url=redis_url), "bull", close_wait=60)
+    queue = next(names)
+    await aio(fill(redis_url, queue, 1))
+    release = asyncio.Event()
+
+    async def processor(job: Job, token: str) -> str:
+        await release.wait()
+        return "settled"
+
+    worker = start(connections, queue, processor, concurrency=1)
+    await eventually(lambda: sync_redis.llen(f"bull:{queue}:active") == 1, what="job taken")
+    closing_connections = asyncio.ensure_future(connections.close())
+    closing_worker = asyncio.ensure_future(worker.close())
+    await aio(asyncio.sleep(0.2))
+    assert not closing_connections.done()
+    release.set()
+    await aio(asyncio.wait_for(closing_worker, 10))
+    await aio(asyncio.wait_for(closing_connections, 10))
+    assert completed(sync_redis, queue) == 1

@@ -246,11 +246,13 @@ class MarkerWatch:
                 if failures:
                     log.info("Marker wait ({lane}) works again", lane=lane.name)
                     failures = 0
-                if popped:
-                    key, member, score = popped
-                    if key != wake:
-                        self._deliver(key, member, float(score))
-                self._cool()
+                try:
+                    if popped and popped[0] != wake:
+                        self._deliver(popped[0], popped[1], float(popped[2]))
+                    self._cool()
+                except Exception:  # a listener's bug must not end the wait of every queue
+                    log.failure("Marker wait ({lane}): delivering a marker failed",
+                                lane=lane.name)
         finally:
             if self._lanes.get(lane.name) is lane:
                 del self._lanes[lane.name]

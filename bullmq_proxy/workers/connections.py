@@ -16,6 +16,9 @@ worker's connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from bullmq.redis_connection import RedisConnection
 
 from bullmq_proxy.config import RedisSettings
@@ -34,13 +37,31 @@ OWN_MARKER_CONNECTIONS = 1
 
 
 class WorkerConnections:
-    def __init__(self, settings: RedisSettings, prefix: str, pool_size: int = POOL_SIZE) -> None:
+    """``close_wait``: how long ``close()`` waits for the workers still open to close (a
+    ``MultiService`` stops its children all at once, so the Redis service may be told to stop
+    while workers finish their jobs)."""
+
+    def __init__(self, settings: RedisSettings, prefix: str, pool_size: int = POOL_SIZE,
+                 close_wait: float = 10.0) -> None:
         self._settings = settings
         self._prefix = prefix
+        self._close_wait = close_wait
+        self._users: set[object] = set()
+        self._unused = asyncio.Event()
+        self._unused.set()
         self.pool = create_client(settings, blocking=True, bound=pool_size,
                                   name="bullmq-proxy:workers")
         self.markers = self._markers("bullmq-proxy:markers", MARKER_LANES)
         self.stalled = StalledChecks(self.pool)
+
+    def attach(self, worker: object) -> None:
+        self._users.add(worker)
+        self._unused.clear()
+
+    def detach(self, worker: object) -> None:
+        self._users.discard(worker)
+        if not self._users:
+            self._unused.set()
 
     def bullmq_connection(self) -> RedisConnection:
         """A worker's bullmq connection, on the shared pool."""
@@ -58,7 +79,9 @@ class WorkerConnections:
                            prefix=self._prefix, cooling=cooling)
 
     async def close(self) -> None:
-        """After every worker using them has closed."""
+        """Once every attached worker has closed (or ``close_wait`` has passed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._unused.wait(), self._close_wait)
         await self.stalled.close()
         await self.markers.close()
         await close_client(self.pool)

@@ -74,6 +74,7 @@ class FetchNextWorker(Worker):
         name_clients_like_node(self.backend, self.prefix, name)
         self.clientName = self.backend.clientName(
             f":w:{self.workerName}" if self.workerName else "")
+        self._connections = connections
         self._stalled = connections.stalled
         self._listed = listed
         self._markers = connections.own_markers(self.clientName) if listed \
@@ -86,6 +87,7 @@ class FetchNextWorker(Worker):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tokens = itertools.count(1)
+        connections.attach(self)
         self._run = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
@@ -119,6 +121,7 @@ class FetchNextWorker(Worker):
             self.running = False
             if self._listed:
                 await self._markers.close()
+            self._connections.detach(self)
 
     def marker(self, score: float) -> bool:
         """The queue's marker, from the wait; True when the worker acts on it."""
