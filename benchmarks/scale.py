@@ -12,8 +12,11 @@ the proxy is left to settle, and then, over a window of idle time:
 
     .venv/bin/python -m benchmarks.scale --queues 10,100,1000 --window 60 --note "what changed"
 
-The window should cover at least one stalled-job interval (30 s by default), or the stalled
-checks are missed. Each size appends a JSON line to ``benchmarks/results/scale-<date>.jsonl``.
+With ``--touch``, one job is first added to every queue (its call fails: nothing listens at
+the endpoint) and the window starts once all have failed: the cost of queues idle again after
+some work. The window should cover at least one stalled-job interval (30 s by default), or
+the stalled checks are missed. Each size appends a JSON line to
+``benchmarks/results/scale-<date>.jsonl``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,27 @@ def running(base: str, queues: int) -> int:
         return sum(pool.map(one, range(queues)))
 
 
+def touch(url: str, base: str, queues: int) -> None:
+    """One job on every queue, then wait until each has been tried and failed."""
+    def one(n: int) -> None:
+        status, answer = http("POST", f"{base}/queues/scale-{n}/jobs",
+                              [{"name": "touch", "data": n}])
+        if status != 200:
+            raise RuntimeError(f"adding a job answered {status}: {answer!s:.200}")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(queues)))
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 600
+        while sum(client.zcard(f"bull:scale-{n}:failed") for n in range(queues)) < queues:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the touched jobs did not all fail")
+            time.sleep(1)
+    finally:
+        client.close()
+
+
 def wait_until_running(base: str, queues: int, limit: float) -> float:
     started = time.monotonic()
     while running(base, queues) < queues:
@@ -83,7 +107,7 @@ def wait_until_running(base: str, queues: int, limit: float) -> float:
 
 
 def measure(workdir: Path, queues: int, concurrency: int, settle: float,
-            window: float) -> dict[str, Any]:
+            window: float, touched: bool) -> dict[str, Any]:
     workdir.mkdir(parents=True)
     with processes.redis_server(workdir) as (url, _), \
             processes.proxy(workdir, url) as (base, proxy):
@@ -92,6 +116,8 @@ def measure(workdir: Path, queues: int, concurrency: int, settle: float,
             rss_before = rss_mb(proxy.pid)
             register(base, queues, concurrency)
             start_s = wait_until_running(base, queues, 600)
+            if touched:
+                touch(url, base, queues)
             time.sleep(settle)
             before, cpu_before, at = commands_run(client), cpu_of_tree(proxy.pid), time.monotonic()
             time.sleep(window)
@@ -106,7 +132,7 @@ def measure(workdir: Path, queues: int, concurrency: int, settle: float,
     total = sum(calls.values())
     top = sorted(((n, c) for n, c in calls.items() if c > 0), key=lambda item: -item[1])[:6]
     return {
-        "queues": queues, "concurrency": concurrency,
+        "queues": queues, "concurrency": concurrency, "touched": touched,
         "connections": connections,
         "rss_mb": round(rss, 1), "rss_empty_mb": round(rss_before, 1),
         "idle_cpu_pct": round(100 * (cpu_after - cpu_before) / elapsed, 2),
@@ -130,6 +156,8 @@ def main() -> None:
                         help="opts.concurrency of every registered worker")
     parser.add_argument("--settle", type=float, default=10, help="idle seconds before the window")
     parser.add_argument("--window", type=float, default=60, help="idle seconds measured")
+    parser.add_argument("--touch", action="store_true",
+                        help="one (failing) job on every queue before the window")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -140,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bmqp-scale-") as tmp:
         for queues in (int(n) for n in args.queues.split(",")):
             row = measure(Path(tmp) / f"q{queues}", queues, args.concurrency, args.settle,
-                          args.window)
+                          args.window, args.touch)
             row.update(date=f"{now:%Y-%m-%d %H:%M}", machine=machine(), commit=commit(),
                        note=args.note)
             with out.open("a") as results:

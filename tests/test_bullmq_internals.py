@@ -75,3 +75,14 @@ def test_redis_connection_registers_its_scripts_in_load_commands() -> None:
     assert "local rcall" in loadScript(SCRIPT_DEFINITIONS["moveToActive"])
     assert _params(RedisBackend.moveToActive) == ["self", "token", "opts"]
     assert _params(Worker.runStalledJobsCheck) == ["self"]
+
+
+def test_lock_manager_members_the_idle_lock_manager_overrides() -> None:
+    from bullmq.lock_manager import LockManager
+
+    assert "self._renewal_task is not None" in inspect.getsource(LockManager.start)
+    assert "self._extend_locks(" in inspect.getsource(LockManager._renewal_loop)
+    assert _params(LockManager._extend_locks) == ["self", "job_ids"]
+    assert _params(LockManager.track_job) == [
+        "self", "job_id", "token", "ts", "should_create_controller"]
+    assert "lockManager = LockManager(" in inspect.getsource(Worker.__init__)

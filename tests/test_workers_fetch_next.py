@@ -284,3 +284,34 @@ async def test_the_shared_connections_close_after_the_workers_using_them(redis_u
     await aio(asyncio.wait_for(closing_worker, 10))
     await aio(asyncio.wait_for(closing_connections, 10))
     assert completed(sync_redis, queue) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_locks_are_renewed_while_jobs_are_held_and_no_timer_runs_between(
+        redis_url, sync_redis, connections):
+    queue = next(names)
+    hold = asyncio.Event()
+    held: list[str] = []
+
+    async def processor(job: Job, token: str) -> str:
+        held.append(job.id)
+        await hold.wait()
+        return "held"
+
+    worker = FetchNextWorker(queue, processor, {"lockDuration": 600, "stalledInterval": 30_000,
+                                                "concurrency": 1}, connections)
+    try:
+        for round_ in range(2):
+            hold.clear()
+            [job_id] = await aio(fill(redis_url, queue, 1))
+            await eventually(lambda j=job_id: j in held, what=f"job {round_} taken")
+            await aio(asyncio.sleep(1.5))  # over twice the lock's duration
+            assert sync_redis.exists(f"bull:{queue}:{job_id}:lock"), "the lock expired"
+            hold.set()
+            await eventually(lambda r=round_: completed(sync_redis, queue) == r + 1,
+                             what=f"job {round_} completed")
+            await eventually(lambda: worker.lockManager._renewal_task is None,
+                             what="the renewal loop stopped")
+    finally:
+        hold.set()
+        await aio(worker.close())

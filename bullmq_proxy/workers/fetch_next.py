@@ -2,7 +2,8 @@
 process.
 
 Everything that decides what happens to a job stays bullmq's own: the Lua scripts, locks and
-their renewal (``lockManager``), the stalled-job check (bullmq's, run for every worker of the
+their renewal (``lockManager``, whose loop runs only while the worker holds jobs:
+``locks.py``), the stalled-job check (bullmq's, run for every worker of the
 process by ``stalled.StalledChecks``), attempts and backoff (``Job.moveToFailed``) and job
 schedulers (``nextJobFromJobData``). What differs:
 
@@ -43,6 +44,7 @@ from bullmq.backends.redis_backend import RedisBackend
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 
 from bullmq_proxy.redis.client_names import name_clients_like_node
+from bullmq_proxy.workers.locks import IdleLockManager
 
 if TYPE_CHECKING:
     from bullmq_proxy.workers.connections import WorkerConnections
@@ -74,6 +76,10 @@ class FetchNextWorker(Worker):
         name_clients_like_node(self.backend, self.prefix, name)
         self.clientName = self.backend.clientName(
             f":w:{self.workerName}" if self.workerName else "")
+        self.lockManager = IdleLockManager(
+            self, lock_renew_time=self.opts["lockRenewTime"],
+            lock_duration=self.opts["lockDuration"], worker_id=self.id,
+            worker_name=self.workerName)
         self._connections = connections
         self._stalled = connections.stalled
         self._listed = listed
@@ -247,7 +253,6 @@ class FetchNextWorker(Worker):
             if option not in job.opts and option in self.opts:
                 job.opts[option] = self.opts[option]
         self.jobs.add((job, token))
-        self.lockManager.start()  # the renewal loop, from the first job on
         self.lockManager.track_job(job.id, token, int(time.time() * 1000))
         try:
             if job.deferredFailure:
