@@ -43,6 +43,19 @@ def start(connections: WorkerConnections, queue: str, processor,
     return FetchNextWorker(queue, processor, {**OPTS, "concurrency": concurrency}, connections)
 
 
+def holding():
+    """A processor that records each job it gets and holds it until ``release`` is set."""
+    release = asyncio.Event()
+    taken: list[str] = []
+
+    async def processor(job: Job, token: str) -> str:
+        taken.append(job.id)
+        await release.wait()
+        return "held"
+
+    return processor, release, taken
+
+
 def completed(sync_redis, queue: str) -> int:
     return sync_redis.zcard(f"bull:{queue}:completed")
 
@@ -78,14 +91,7 @@ async def test_every_job_completes_once_and_the_next_job_comes_with_the_completi
 async def test_close_finishes_the_jobs_held_and_takes_no_more(redis_url, sync_redis, connections):
     queue = next(names)
     await aio(fill(redis_url, queue, 10))
-    release = asyncio.Event()
-    started: list[str] = []
-
-    async def processor(job: Job, token: str) -> str:
-        started.append(job.id)
-        await release.wait()
-        return "ok"
-
+    processor, release, started = holding()
     worker = start(connections, queue, processor, concurrency=2)
     await eventually(lambda: len(started) == 2, what="two jobs taken")
     closing = asyncio.ensure_future(worker.close())
@@ -268,12 +274,7 @@ async def test_the_shared_connections_close_after_the_workers_using_them(redis_u
     connections = WorkerConnections(RedisSettings(url=redis_url), "bull", close_wait=60)
     queue = next(names)
     await aio(fill(redis_url, queue, 1))
-    release = asyncio.Event()
-
-    async def processor(job: Job, token: str) -> str:
-        await release.wait()
-        return "settled"
-
+    processor, release, _ = holding()
     worker = start(connections, queue, processor, concurrency=1)
     await eventually(lambda: sync_redis.llen(f"bull:{queue}:active") == 1, what="job taken")
     closing_connections = asyncio.ensure_future(connections.close())
@@ -290,14 +291,7 @@ async def test_the_shared_connections_close_after_the_workers_using_them(redis_u
 async def test_locks_are_renewed_while_jobs_are_held_and_no_timer_runs_between(
         redis_url, sync_redis, connections):
     queue = next(names)
-    hold = asyncio.Event()
-    held: list[str] = []
-
-    async def processor(job: Job, token: str) -> str:
-        held.append(job.id)
-        await hold.wait()
-        return "held"
-
+    processor, hold, held = holding()
     worker = FetchNextWorker(queue, processor, {"lockDuration": 600, "stalledInterval": 30_000,
                                                 "concurrency": 1}, connections)
     try:
