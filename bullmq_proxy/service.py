@@ -39,6 +39,7 @@ from bullmq_proxy.reload import ReloadOnHangup
 from bullmq_proxy.rights import RateLimiter
 from bullmq_proxy.summed_metrics import ProcessMetrics
 from bullmq_proxy.workers.attach import attach_workers
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.workers.service import WorkersService
 from bullmq_proxy.ws.attach import attach_websockets
 from bullmq_proxy.ws.paths import Kind
@@ -81,18 +82,22 @@ class DrainService(Service):
 
 
 class RedisClientsService(Service):
-    """Owns the two Redis clients: ``queue`` for short commands, ``blocking`` for waits."""
+    """Owns the Redis clients: ``queue`` for short commands, ``blocking`` for waits, and the
+    connections every worker shares (``workers``)."""
 
     def __init__(self, config: Config, events: RedisEvents | None = None) -> None:
         self.name = "redis"
         self.queue = create_client(config.redis, events=events)
         self.blocking = create_client(config.redis, blocking=True, events=events)
+        # Workers may still be settling jobs when this service is told to stop.
+        self.workers = WorkerConnections(config.redis, config.queue_prefix,
+                                         close_wait=config.worker_shutdown_grace + 5)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         closed = DeferredList(
             [as_deferred(close_client(client))
-             for client in (self.queue, self.blocking)]
+             for client in (self.queue, self.blocking)] + [as_deferred(self.workers.close())]
         )
         return closed.addCallback(lambda _: log.info("Redis clients closed"))
 
@@ -118,6 +123,7 @@ class ProxyContext:
     reactor: Any
     redis: RedisClient
     blocking_redis: RedisClient
+    worker_connections: WorkerConnections
     queues: QueueRegistry
     core: Core
     gate: Gate
@@ -196,6 +202,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     listeners.setServiceParent(top)
     context = ProxyContext(
         config=config, reactor=reactor, redis=clients.queue, blocking_redis=clients.blocking,
+        worker_connections=clients.workers,
         queues=queues, core=core, gate=gate, router=router, root=Root(router),
         metrics=metrics, readiness=readiness, listeners=listeners,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -136,3 +136,14 @@ async def start_live_proxy(config: Config) -> LiveProxy:
     proxy = await start_proxy(config)
     site = ProxySite(proxy.context.root, config.max_body_size)
     return LiveProxy(proxy, reactor.listenTCP(0, site, interface="127.0.0.1"))
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 15) -> None:
+    """In asyncio code: poll ``check`` until it is true (a deadline, not a timing claim)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

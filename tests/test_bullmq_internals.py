@@ -86,3 +86,34 @@ def test_the_change_delay_script_takes_the_keys_the_proxy_sends() -> None:
                  "KEYS[4] events stream", "ARGV[1] delay", "ARGV[2] timestamp",
                  "ARGV[3] the id of the job", "ARGV[4] job key"):
         assert line in header, line
+def test_worker_builds_its_backend_through_the_module_function_the_proxy_replaces() -> None:
+    import bullmq.worker
+
+    assert "create_backend(" in inspect.getsource(Worker.__init__)
+    assert callable(bullmq.worker.create_backend)
+    assert isinstance(bullmq.worker.short_retry_delay, float)
+    assert _params(RedisBackend.__init__) == [
+        "self", "name", "connection", "blocking_connection", "prefix", "owns_connection"]
+    assert "owns_connection" in inspect.getsource(RedisBackend.close)
+
+
+def test_redis_connection_registers_its_scripts_in_load_commands() -> None:
+    from bullmq.redis_connection import SCRIPT_DEFINITIONS, RedisConnection, loadScript
+
+    assert "self.loadCommands()" in inspect.getsource(RedisConnection.__init__)
+    assert {"moveToActive", "moveToFinished", "moveStalledJobsToWait", "extendLocks"} \
+        <= set(SCRIPT_DEFINITIONS)
+    assert "local rcall" in loadScript(SCRIPT_DEFINITIONS["moveToActive"])
+    assert _params(RedisBackend.moveToActive) == ["self", "token", "opts"]
+    assert _params(Worker.runStalledJobsCheck) == ["self"]
+
+
+def test_lock_manager_members_the_idle_lock_manager_overrides() -> None:
+    from bullmq.lock_manager import LockManager
+
+    assert "self._renewal_task is not None" in inspect.getsource(LockManager.start)
+    assert "self._extend_locks(" in inspect.getsource(LockManager._renewal_loop)
+    assert _params(LockManager._extend_locks) == ["self", "job_ids"]
+    assert _params(LockManager.track_job) == [
+        "self", "job_id", "token", "ts", "should_create_controller"]
+    assert "lockManager = LockManager(" in inspect.getsource(Worker.__init__)

@@ -275,16 +275,14 @@ async def test_a_worker_that_keeps_failing_backs_off_and_shows_it(serve):
     worker = proxy.workers.workers[QUEUE].worker
     fetches = []
 
-    async def refusing(token):
+    async def refusing(token, opts):
         fetches.append(token)
         raise redis.exceptions.ResponseError("OOM command not allowed when used memory "
                                              "> 'maxmemory'.")
 
-    # Once the slot waits on the queue's marker, it takes the next job with the real fetch,
-    # and then fetches again with the refusing one.
-    await eventually(lambda: worker.waiting is not None, what="the slot to wait for jobs")
-    real, worker.getNextJob = worker.getNextJob, refusing
-    await finished(proxy, await add_job(proxy))
+    # Every take of a job fails until the real one is back.
+    real, worker.backend.moveToActive = worker.backend.moveToActive, refusing
+    first = await add_job(proxy)
     await eventually(lambda: len(fetches) >= 3, what="three failed fetches")
     status, shown, _ = await proxy.request("GET", f"/workers/{QUEUE}", headers=AUTH)
     assert status == 200
@@ -302,7 +300,6 @@ async def test_a_worker_that_keeps_failing_backs_off_and_shows_it(serve):
     from twisted.internet import reactor, task
     await task.deferLater(reactor, 1.0)
     assert len(fetches) - count <= 3
-    worker.getNextJob = real
-    second = await add_job(proxy)
-    assert (await finished(proxy, second))["state"] == "completed"
+    worker.backend.moveToActive = real
+    assert (await finished(proxy, first))["state"] == "completed"
     assert worker.fetch_failures == 0

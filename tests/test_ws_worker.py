@@ -11,7 +11,7 @@ from bullmq import Queue, Worker
 from bullmq.custom_errors import DelayedError
 
 from bullmq_proxy.config import RedisSettings
-from bullmq_proxy.redis.connection import worker_client
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.ws.worker import WorkerSession
 from tests.support import make_config, start_live_proxy
 from tests.ws_support import connect, on_asyncio
@@ -180,8 +180,8 @@ async def test_job_taken_after_the_close_goes_back_without_losing_an_attempt(
         def hold_reading(self, reason, holding):
             pass
 
-    client = worker_client(RedisSettings(url=redis_url), 1)
-    session = WorkerSession(Channel(), "mail", 1, {}, 5.0, client)
+    connections = WorkerConnections(RedisSettings(url=redis_url), "bull")
+    session = WorkerSession(Channel(), "mail", 1, {}, 5.0, connections)
     await session.closed()
     (job,) = await add(redis_url, ("late", 1, {"attempts": 1}))
     # Take the job the way the session's worker would have, just after its socket closed.
@@ -193,6 +193,7 @@ async def test_job_taken_after_the_close_goes_back_without_losing_an_attempt(
             await session.worker.processor(active, "tok-1")
     finally:
         await taker.close()
+        await connections.close()
     assert sent == []
     assert sync_redis.lrange("bull:mail:active", 0, -1) == []
     assert (sync_redis.zscore("bull:mail:delayed", job.id) is not None

@@ -42,7 +42,8 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
     settlements = Settlements(context.redis, context.queues, context.metrics.settled)
     http, pool = endpoint_client(context.reactor)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis, http,
-                             settlements, pool, context.metrics.observe_endpoint_call,
+                             settlements, context.worker_connections, pool,
+                             context.metrics.observe_endpoint_call,
                              context.metrics.count_jobs,
                              lambda queue: context.metrics.worker_errors.labels(queue).inc())
     workers.setServiceParent(top)

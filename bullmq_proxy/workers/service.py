@@ -2,7 +2,8 @@
 
 Each is a ``FetchNextWorker``: bullmq's Worker with a leaner loop, so locks, lock renewal,
 the stalled-job check, attempts, backoff and events behave as in Node BullMQ; the proxy
-supplies the processor that calls the endpoint.
+supplies the processor that calls the endpoint. They hold no Redis connection of their own:
+all share the process's ``WorkerConnections``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.logs import Logger
-from bullmq_proxy.redis.connection import RedisClient, close_client, worker_client
 from bullmq_proxy.workers.breaker import CircuitBreaker
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
@@ -43,7 +44,6 @@ class RunningWorker:
     metadata: WorkerMetadata
     worker: FetchNextWorker
     dispatcher: Dispatcher
-    client: RedisClient
 
 
 class WorkersService(Service):
@@ -51,12 +51,13 @@ class WorkersService(Service):
 
     def __init__(
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
-        http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
-        observe_call: CallObserver | None = None,
+        http: HTTPClient, settlements: Settlements, connections: WorkerConnections,
+        pool: HTTPConnectionPool | None = None, observe_call: CallObserver | None = None,
         count_jobs: Callable[[str, FetchNextWorker], None] | None = None,
         observe_error: Callable[[str], None] | None = None,
     ) -> None:
         self.name = "workers"
+        self._connections = connections
         self._observe_call = observe_call
         self._count_jobs = count_jobs
         self._observe_error = observe_error
@@ -164,19 +165,18 @@ class WorkersService(Service):
                                  self._config.worker_breaker_window)
         dispatcher = Dispatcher(caller, metadata.queue, breaker, self.settlements,
                                 metadata.endpoint.async_timeout_ms, self._observe_call)
-        client = worker_client(self._config.redis, metadata.opts.get("concurrency", 1))
         opts: dict[str, Any] = {
             **metadata.opts,
-            "connection": client,
             "prefix": self._config.queue_prefix,
             "lockDuration": self._config.worker_lock_duration,
             "stalledInterval": self._config.worker_stalled_interval,
         }
-        worker = FetchNextWorker(metadata.queue, dispatcher, opts, self._config.bullmq_layout)
+        worker = FetchNextWorker(metadata.queue, dispatcher, opts, self._connections,
+                                 layout=self._config.bullmq_layout)
         if self._count_jobs is not None:
             self._count_jobs(metadata.queue, worker)
         worker.on("error", lambda err, *_: self._worker_failed(metadata.queue, dispatcher, err))
-        return RunningWorker(metadata, worker, dispatcher, client)
+        return RunningWorker(metadata, worker, dispatcher)
 
     def _worker_failed(self, queue: str, dispatcher: Dispatcher, error: BaseException) -> None:
         """Shown in GET /workers/:queue, counted, and logged once a minute at most: a worker
@@ -223,4 +223,3 @@ class WorkersService(Service):
             worker.forceClosing = True
             worker.cancelProcessing()
         await asyncio.gather(closing, return_exceptions=True)
-        await close_client(running.client)

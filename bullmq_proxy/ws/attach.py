@@ -14,7 +14,8 @@ from bullmq_proxy.ws.service import WebSocketService
 
 
 def attach_websockets(context: Any, top: MultiService) -> WebSocketService:
-    service = WebSocketService(context.config, context.core, context.metrics)
+    service = WebSocketService(context.config, context.core, context.metrics,
+                               context.worker_connections)
     service.setServiceParent(top)
     context.metrics.on_scrape(websocket_gauges(context.metrics, service))
     factory = ProxyWebSocketFactory(service, context.config, context.reactor)

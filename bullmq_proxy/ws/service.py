@@ -19,8 +19,8 @@ from bullmq_proxy.errors import RATE_LIMITED, ProxyError
 from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.metrics import Metrics
-from bullmq_proxy.redis.connection import worker_client
 from bullmq_proxy.rights import Principal
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.ws.commands import Scope
 from bullmq_proxy.ws.events import EventsSession
 from bullmq_proxy.ws.paths import Kind, Target
@@ -36,8 +36,10 @@ RETRY_AFTER = "5"
 
 
 class WebSocketService(Service):
-    def __init__(self, config: Config, core: Core, metrics: Metrics) -> None:
+    def __init__(self, config: Config, core: Core, metrics: Metrics,
+                 worker_connections: WorkerConnections) -> None:
         self.name = "websockets"
+        self._worker_connections = worker_connections
         self.config = config
         self._metrics = metrics
         self._core = core
@@ -117,10 +119,9 @@ class WebSocketService(Service):
                 "lockDuration": self.config.worker_lock_duration,
                 "stalledInterval": self.config.worker_stalled_interval,
             }
-            client = worker_client(self.config.redis, target.concurrency)
             session = WorkerSession(protocol, target.queue, target.concurrency, opts,
-                                    self.config.ws_message_timeout, client,
-                                    self.config.bullmq_layout)
+                                    self.config.ws_message_timeout,
+                                    self._worker_connections, self.config.bullmq_layout)
             self._metrics.count_jobs(target.queue, session.worker)
             return session
         return EventsSession(protocol, self.hub, target.queue, target.events)
