@@ -163,3 +163,21 @@ async def test_a_scheduler_keeps_producing_for_pull_clients(live, redis_url):
         await live.request("POST", f"/queues/{Q}/jobs/{taken['job']['id']}/complete",
                            json_body={}, headers=bearer(taken["token"]))
     assert len(set(seen)) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_handed_to_endpoints_are_random_128_bits(live, sync_redis):
+    async def answer(delivery):
+        return ok("done")
+
+    endpoint = listen_endpoint(answer)
+    try:
+        await register(live, endpoint.url, queue=Q, opts={"concurrency": 3})
+        await add(live, 3)
+        await eventually(lambda: sync_redis.zcard(f"bull:{Q}:completed") == 3,
+                         what="the jobs done")
+        tokens = {d.body["token"] for d in endpoint.deliveries}
+        assert all(len(token) == 32 and int(token, 16) >= 0 for token in tokens)
+        assert not any(":" in token for token in tokens)
+    finally:
+        await endpoint.close()

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,6 +42,7 @@ from bullmq import Job, Worker
 from bullmq.backends.redis_backend import RedisBackend
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 
+from bullmq_proxy.core.pull import new_token
 from bullmq_proxy.redis.client_names import name_clients_like_node
 from bullmq_proxy.redis.layout import speak_layout
 from bullmq_proxy.workers.locks import IdleLockManager
@@ -101,7 +101,6 @@ class FetchNextWorker(Worker):
         self._watching = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._tokens = itertools.count(1)
         # Calls that failed in a row, all slots together; any call that works resets it.
         self.fetch_failures = 0
         self._closed = asyncio.Event()
@@ -203,8 +202,9 @@ class FetchNextWorker(Worker):
                     seen = self._signals
                     # A new token for every job taken this way (a retried job gets a new
                     # one), as bullmq does; a job fetched with a completion keeps the token,
-                    # as in Node.
-                    token = f"{self.id}:{next(self._tokens)}"
+                    # as in Node (it goes to the same endpoint). 128 random bits: a token
+                    # seen by one endpoint says nothing of any other.
+                    token = new_token()
                     job = await self._take(token)
         finally:
             self._slots -= 1
