@@ -133,6 +133,12 @@ class Gate:
             principal.require(right, params.get("queueName"))
         return principal
 
+    async def accepts(self, call: Any) -> bool:
+        """Whether the request carries a token an authenticator accepts (for answers that
+        say more to token holders)."""
+        token = bearer_token(call.request)
+        return token is not None and await self.principal(token) is not None
+
     def reload(self) -> None:
         """Let every authenticator that can reread its tokens do so (SIGHUP), then tell
         whoever holds accepted tokens (open WebSocket sockets) to check them again."""

@@ -48,7 +48,7 @@ class Readiness:
     """Named readiness checks; Redis is always the first one."""
 
     def __init__(self, redis: aredis.Redis, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        self._timeout = timeout
+        self.timeout = timeout
         self._checks: dict[str, ReadinessCheck] = {"redis": lambda: _ping(redis)}
         self._advisories: dict[str, Advisory] = {}
 
@@ -73,9 +73,9 @@ class Readiness:
 
     async def _run_one(self, check: ReadinessCheck) -> str:
         try:
-            reason = await asyncio.wait_for(check(), self._timeout)
+            reason = await asyncio.wait_for(check(), self.timeout)
         except TimeoutError:
-            return f"no answer within {self._timeout:g}s"
+            return f"no answer within {self.timeout:g}s"
         except Exception as err:
             return f"{type(err).__name__}: {err}"
         return reason or "ok"
@@ -94,7 +94,11 @@ async def _ping(client: aredis.Redis) -> str | None:
     return None if await client.ping() else "PING was not answered with PONG"
 
 
-def health_routes(readiness: Readiness) -> list[Route]:
+def health_routes(readiness: Readiness,
+                  may_see_details: Callable[[Call], Awaitable[bool]]) -> list[Route]:
+    """``/healthz`` and ``/readyz``: public, but only a caller with a valid token learns why
+    a check fails (the reasons name Redis hosts and errors)."""
+
     async def healthz(call: Call) -> Any:
         return {"status": "ok"}
 
@@ -104,14 +108,18 @@ def health_routes(readiness: Readiness) -> list[Route]:
         if not failed:
             body: dict[str, Any] = {"status": "ok", "checks": checks}
             warnings = readiness.warnings()
-            if warnings:
+            if warnings and await may_see_details(call):
                 body["warnings"] = warnings
             return body
         # Probes repeat every few seconds: the answer says why, the log need not each time.
         log.debug("Not ready: {failed}", failed=", ".join(failed))
         kind = REDIS_UNAVAILABLE if "redis" in failed else NOT_READY
-        detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
-        raise NotReady(kind, f"The proxy is not ready ({detail}).", checks)
+        if await may_see_details(call):
+            detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+            raise NotReady(kind, f"The proxy is not ready ({detail}).", checks)
+        named = {name: "ok" if name not in failed else "failing" for name in checks}
+        raise NotReady(kind, f"The proxy is not ready ({', '.join(failed)}); a token shows "
+                             "why.", named)
 
     return [
         Route(b"GET", "/healthz", healthz, Policy.PUBLIC, response=HEALTH,

@@ -193,7 +193,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     CoreService(core).setServiceParent(top)
     router.add_routes(queue_routes(core, metrics, config))
     router.add_routes(api_routes(lambda: router.routes))
-    router.add_routes(health_routes(readiness))
+    router.add_routes(health_routes(readiness, gate.accepts))
     router.add_routes(metrics_routes(metrics, config.metrics_token, config.metrics_public))
     # Listeners sit between Redis and the components, so that on shutdown (reverse order) the
     # workers and sockets finish while endpoints can still reach /progress or /complete.

@@ -148,7 +148,7 @@ async def test_a_held_job_calls_back_during_the_shutdown_and_everything_stops_in
         assert delivery["job"]["id"] == jobs[0]["id"]
 
         proxy.process.send_signal(signal.SIGTERM)
-        status, problem = proxy.request("GET", "/readyz")
+        status, problem = proxy.request("GET", "/readyz", token=TOKEN)
         assert status == 503, problem
         assert problem["checks"]["shutdown"] == "the proxy is shutting down"
         # The endpoint finishes its work and settles the job on a new connection, well
