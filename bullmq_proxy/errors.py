@@ -30,6 +30,8 @@ FORBIDDEN = ErrorKind("forbidden", "Forbidden", 403)
 NOT_FOUND = ErrorKind("not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ErrorKind("method-not-allowed", "Method not allowed", 405)
 CONFLICT = ErrorKind("conflict", "Conflict", 409)
+# Add and wait: the job ran and failed; the problem carries the job.
+JOB_FAILED = ErrorKind("job-failed", "Job failed", 502)
 PAYLOAD_TOO_LARGE = ErrorKind("payload-too-large", "Payload too large", 413)
 RATE_LIMITED = ErrorKind("rate-limited", "Rate limited", 429)
 INTERNAL = ErrorKind("internal", "Internal error", 500)

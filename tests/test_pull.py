@@ -181,3 +181,46 @@ async def test_tokens_handed_to_endpoints_are_random_128_bits(live, sync_redis):
         assert not any(":" in token for token in tokens)
     finally:
         await endpoint.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_and_wait_answers_the_finished_job_or_202(live):
+    async def answer(delivery):
+        if delivery.body["job"]["data"].get("fail"):
+            return 500, {}, b"no luck"
+        if delivery.body["job"]["data"].get("slow"):
+            from twisted.internet import reactor, task
+            await task.deferLater(reactor, 1.0)
+        return ok(json.dumps({"echo": delivery.body["job"]["data"]}), "application/json")
+
+    endpoint = listen_endpoint(answer)
+    try:
+        await register(live, endpoint.url, queue=Q)
+        path = f"/queues/{Q}/jobs?wait=5000"
+        status, job, _ = await live.request("POST", path,
+                                            json_body=[{"name": "n", "data": {"x": 1}}],
+                                            headers=AUTH)
+        assert (status, job["state"], job["returnvalue"]) == (200, "completed",
+                                                              {"echo": {"x": 1}})
+        status, problem, _ = await live.request("POST", path,
+                                                json_body=[{"name": "n", "data": {"fail": 1}}],
+                                                headers=AUTH)
+        assert (status, problem["type"], problem["job"]["state"]) == (
+            502, "/problems/job-failed", "failed")
+        status, accepted, headers = await live.request(
+            "POST", f"/queues/{Q}/jobs?wait=100", json_body=[{"name": "n",
+                                                              "data": {"slow": 1}}],
+            headers=AUTH)
+        assert status == 202
+        assert headers.getRawHeaders("location") == [accepted["url"]]
+        assert accepted["url"] == f"/queues/{Q}/jobs/{accepted['id']}"
+        for body, field in (([{"name": "a", "data": 1}, {"name": "b", "data": 2}], "wait"),):
+            status, problem, _ = await live.request("POST", path, json_body=body,
+                                                    headers=AUTH)
+            assert (status, problem["field"]) == (400, field)
+        status, problem, _ = await live.request("POST", f"/queues/{Q}/jobs?wait=30001",
+                                                json_body=[{"name": "a", "data": 1}],
+                                                headers=AUTH)
+        assert (status, problem["field"]) == (400, "wait")
+    finally:
+        await endpoint.close()

@@ -24,6 +24,7 @@ _PROBLEMS = {
     "409": "The job or queue is in a state the action does not apply to",
     "429": "Too many requests (Retry-After)",
     "413": "The body is larger than MAX_BODY_SIZE",
+    "502": "The job failed (add and wait): the problem carries the job",
     "503": "Redis is unavailable (Retry-After)",
     "504": "Redis did not answer within REQUEST_TIMEOUT",
 }
@@ -75,8 +76,10 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body is not None or route.method in (b"POST", b"PUT", b"PATCH"):
         problems.append("413")
     for status in route.statuses:
-        if status < 400:
+        if status == 204:
             operation["responses"][str(status)] = {"description": "Nothing to answer"}
+        elif status < 400:
+            operation["responses"][str(status)] = _answer(route)
         else:
             problems.append(str(status))
     for status in sorted(set(problems)):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from bullmq_proxy.batching import AddBatcher
 from bullmq_proxy.core.adding import add_jobs
+from bullmq_proxy.core.events import EventsHub
 from bullmq_proxy.core.job_admin import JobAdmin
-from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
+from bullmq_proxy.core.waiting import add_and_wait
+from bullmq_proxy.errors import JOB_FAILED, NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
 from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
@@ -21,19 +24,40 @@ from bullmq_proxy.validation import validate_jobs, validate_page, validate_state
 class QueueRoutes:
     """Handlers bound to the proxy's queue registry."""
 
-    def __init__(self, queues: QueueRegistry, metrics: Metrics, jobs: JobAdmin) -> None:
+    def __init__(self, queues: QueueRegistry, metrics: Metrics, jobs: JobAdmin,
+                 events: EventsHub) -> None:
         self._queues = queues
         self._metrics = metrics
         self._jobs = jobs
+        self._events = events
         self._batcher = AddBatcher(queues.client)
         self._updates = JobUpdates(queues)
 
     async def add(self, call: Call) -> Any:
         jobs = validate_jobs(call.json())
+        wait = call.args.get("wait", 0)
+        if wait and len(jobs) != 1:
+            raise invalid("wait", "wait takes exactly one job: send a body of one job")
         queue = self._queues.get(call.params["queueName"])
-        added = await add_jobs(queue, jobs, self._batcher.add_bulk)
-        self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
-        return added
+        if not wait:
+            added = await add_jobs(queue, jobs, self._batcher.add_bulk)
+            self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
+            return added
+
+        async def add_one() -> str:
+            (job,) = await add_jobs(queue, jobs, self._batcher.add_bulk)
+            self._metrics.jobs_added.labels(call.params["queueName"]).inc()
+            return job["id"]
+
+        job_id, finished = await add_and_wait(self._events, queue, add_one, wait)
+        if finished is None:
+            location = f"{call.request.path.decode('utf-8', 'replace')}/{quote(job_id)}"
+            return Reply(status=202, body={"id": job_id, "url": location},
+                         headers={"Location": location})
+        if finished.get("state") == "failed":
+            raise ProxyError(JOB_FAILED, f"The job failed: {finished.get('failedReason')}",
+                             job=finished)
+        return finished
 
     async def list(self, call: Call) -> Any:
         page = validate_page(call.query)

@@ -16,6 +16,7 @@ from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.http.schedulers import scheduler_routes
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.rights import Right
+from bullmq_proxy.schemas import admin as shapes
 from bullmq_proxy.schemas import responses as answers
 
 BANNER = f"BullMQ Proxy for Python v{__version__}"
@@ -27,13 +28,14 @@ async def banner(call: Call) -> Any:
 
 
 def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
-    q = QueueRoutes(core.queues, metrics, core.job_admin)
+    q = QueueRoutes(core.queues, metrics, core.job_admin, core.events)
     jobs = "/queues/{queueName}/jobs"
     job = jobs + "/{jobId}"
     return [
         Route(b"GET", "/", banner, Policy.PUBLIC, response=answers.TEXT, media=TEXT,
               summary="The banner, with the proxy's version"),
-        Route(b"POST", jobs, q.add, response=answers.JOBS, right=Right.WRITE,
+        Route(b"POST", jobs, q.add, response=answers.ADDED, right=Right.WRITE,
+              query=shapes.ADD_QUERY, statuses=(202, 502),
               summary="Add jobs (an array of {name, data, opts})"),
         Route(b"GET", jobs, q.list, response=answers.JOB_LIST,
               summary="Counts and jobs of some states (or by name)"),

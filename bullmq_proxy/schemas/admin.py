@@ -117,3 +117,7 @@ PULL = obj({
     "wait": integer(0, MAX_WAIT_MS, default=0, description="ms to wait for a job (long poll)"),
     "name": {"type": "string", "description": "not supported: a pull takes the next job"},
 })
+ADD_QUERY = obj({
+    "wait": integer(0, MAX_WAIT_MS, default=0,
+                    description="ms to wait for the one job added to finish"),
+})

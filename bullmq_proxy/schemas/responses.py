@@ -92,6 +92,10 @@ JOB_LIST = {
     "required": ["counts", "jobs", "start", "length"],
 }
 JOBS = {"type": "array", "items": ref("Job")}
+ADDED = {"anyOf": [JOBS, ref("Job"), {
+    "type": "object", "properties": {"id": {"type": "string"}, "url": {"type": "string"}},
+    "required": ["id", "url"], "description": "202: the job did not finish within wait"}],
+    "description": "the jobs added; with ?wait, the finished job"}
 LOGS = {"type": "object", "properties": {"logs": {"type": "array", "items": {"type": "string"}},
                                          "count": {"type": "integer"}},
         "required": ["logs", "count"]}
@@ -151,6 +155,7 @@ PROBLEM = {
         "field": {"type": "string"}, "instance": {"type": "string"},
         "state": {"type": "string", "description": "a conflict's current state"},
         "checks": {"type": "object"},
+        "job": {"description": "job-failed: the job, with its failedReason"},
     },
     "required": ["type", "title", "status", "detail", "instance"],
 }
