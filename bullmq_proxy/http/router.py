@@ -72,6 +72,16 @@ class Call:
         return parse_json(self.body)
 
 
+@attrs.frozen
+class Stream:
+    """A response written over time (Server-Sent Events): ``serve`` writes to the request
+    after the headers are sent and returns when the stream ends. It runs outside the
+    request timeout, which bounds only what comes before."""
+
+    content_type: bytes
+    serve: Callable[[IRequest], Awaitable[None]]
+
+
 Handler = Callable[[Call], Awaitable[Any]]
 RequestObserver = Callable[[str | None, bytes, int, float], None]
 """Told (route template or None, method, status, seconds) once per answered request."""
@@ -193,8 +203,17 @@ class Router(Resource):
             if not gone:
                 write_problem(request, error)
             return
-        if not gone:
-            self._write(request, result)
+        if gone:
+            return
+        if isinstance(result, Stream):
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", result.content_type)
+            request.setHeader(b"cache-control", b"no-store")
+            await result.serve(request)
+            if not gone:
+                request.finish()
+            return
+        self._write(request, result)
 
     def _options(self, request: IRequest) -> Reply:
         """OPTIONS, a CORS preflight included: the path's methods, no token needed."""

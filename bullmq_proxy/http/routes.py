@@ -14,6 +14,7 @@ from bullmq_proxy.http.pull import pull_routes
 from bullmq_proxy.http.queues import QueueRoutes
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.http.schedulers import scheduler_routes
+from bullmq_proxy.http.sse import event_routes
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.rights import Right
 from bullmq_proxy.schemas import admin as shapes
@@ -51,4 +52,5 @@ def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
         *scheduler_routes(core.schedulers),
         *flow_routes(core.flows, config),
         *pull_routes(core.pulls),
+        *event_routes(core.events, core.queues),
     ]
