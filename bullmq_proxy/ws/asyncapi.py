@@ -11,10 +11,10 @@ import sys
 from typing import Any
 
 from bullmq_proxy import __version__
+from bullmq_proxy.bounds import CONCURRENCY
 from bullmq_proxy.core.events import EVENT_NAMES
 from bullmq_proxy.ws.admin import ADMIN_COMMANDS
 from bullmq_proxy.ws.commands import COMMANDS
-from bullmq_proxy.ws.paths import MAX_CONCURRENCY
 
 _ID = {"type": ["integer", "string"], "description": "echoed in the reply"}
 _ERR = {
@@ -93,7 +93,7 @@ def asyncapi_document() -> dict[str, Any]:
                                "reply": _ref("messages", "reply")}},
         "worker": {"address": "/ws/queues/{queueName}/process/{concurrency}",
                    "parameters": {**_QUEUE, "concurrency": {
-                       "description": f"1 to {MAX_CONCURRENCY} jobs at once"}},
+                       "description": f"{CONCURRENCY.minimum} to {CONCURRENCY.maximum} jobs at once"}},
                    "description": "A push worker (the workers right)",
                    "messages": {"job": _ref("messages", "job"),
                                 "result": _ref("messages", "result")}},
