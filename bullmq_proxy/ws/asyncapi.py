@@ -92,8 +92,8 @@ def asyncapi_document() -> dict[str, Any]:
                   "messages": {"command": _ref("messages", "command"),
                                "reply": _ref("messages", "reply")}},
         "worker": {"address": "/ws/queues/{queueName}/process/{concurrency}",
-                   "parameters": {**_QUEUE, "concurrency": {
-                       "description": f"{CONCURRENCY.minimum} to {CONCURRENCY.maximum} jobs at once"}},
+                   "parameters": {**_QUEUE, "concurrency": {"description": (
+                       f"{CONCURRENCY.minimum} to {CONCURRENCY.maximum} jobs at once")}},
                    "description": "A push worker (the workers right)",
                    "messages": {"job": _ref("messages", "job"),
                                 "result": _ref("messages", "result")}},
