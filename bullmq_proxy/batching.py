@@ -8,9 +8,10 @@ next one, so batches grow with the load and a lone request still goes out at onc
 
 Each request's jobs stay contiguous and in order in the pipeline, and each request gets back
 its own jobs or its own first error: one bad request never fails the others in its batch.
-A request's jobs are not wrapped in MULTI/EXEC (Redis never rolled back a failed add anyway);
-they are sent back to back in one write. A caller that stops waiting (a request timeout) does
-not take its jobs back: like an ``addBulk`` already sent, they may still be added.
+A request of several jobs is wrapped in MULTI/EXEC within the shared pipeline, so it is added
+all or none if the connection drops or the proxy dies midway. A caller that stops waiting (a
+request timeout) does not take its jobs back: like an ``addBulk`` already sent, they may still
+be added.
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ class AddBatcher:
                 if queued:
                     results = await pipe.execute(raise_on_error=False)
                     for pending in queued:
-                        end = pending.first + len(pending.jobs)
-                        self._answer(pending, results[pending.first:end])
+                        self._answer(pending, self._results_of(pending, results))
         except Exception as err:
             # Redis unreachable, or the pipeline itself failed: every caller still waiting
             # gets the error, as it would from its own addBulk.
@@ -123,12 +123,34 @@ class AddBatcher:
                 if not pending.answer.done():
                     pending.answer.cancel()
 
+    @staticmethod
+    def _results_of(pending: _Pending, results: list[Any]) -> list[Any]:
+        """The script replies of one request's adds: past MULTI and the QUEUED replies, the
+        EXEC reply holds them; an EXEC that failed or was aborted fails every job."""
+        if len(pending.jobs) == 1:
+            return results[pending.first:pending.first + 1]
+        answer = results[pending.first + len(pending.jobs) + 1]
+        if isinstance(answer, list):
+            return answer
+        failure = answer if isinstance(answer, Exception) else \
+            ConnectionError("the transaction of a bulk add was aborted")
+        return [failure] * len(pending.jobs)
+
     async def _queue_commands(self, pipe: Pipeline, pending: _Pending) -> bool:
-        """Queue one request's adds; on a failure, drop what it queued and answer it."""
+        """Queue one request's adds; on a failure, drop what it queued and answer it.
+
+        A request of several jobs is a MULTI/EXEC inside the shared pipeline, so a bulk add
+        is all or none if the connection drops or the proxy dies midway; adds of a single
+        job are atomic already (one script)."""
         pending.first = len(pipe.command_stack)
+        transaction = len(pending.jobs) > 1
         try:
+            if transaction:
+                pipe.execute_command("MULTI")
             for job in pending.jobs:
                 await pending.queue.backend.scripts.addJob(job, pipe)
+            if transaction:
+                pipe.execute_command("EXEC")
         except Exception as err:
             del pipe.command_stack[pending.first:]
             if not pending.answer.done():
