@@ -23,7 +23,7 @@ from bullmq_proxy.endpoints import listen_endpoint
 from bullmq_proxy.health import Readiness, health_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
-from bullmq_proxy.http.site import ProxySite, Root
+from bullmq_proxy.http.site import Root, build_site
 from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queues import QueueRegistry
@@ -133,7 +133,7 @@ def build_service(config: Config, reactor: Any) -> MultiService:
     top = MultiService()
     context = build_context(config, reactor, top)
     config = context.config
-    site = ProxySite(context.root, config.max_body_size)
+    site = build_site(config, context.root, reactor, context.metrics.observe_request)
     for description in config.listen:
         listener = StreamServerEndpointService(listen_endpoint(reactor, description), site)
         listener.setName(f"listen {description}")

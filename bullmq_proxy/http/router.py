@@ -120,7 +120,10 @@ def write_problem(request: IRequest, error: ProxyError, instance: str | None = N
         request.setHeader(name, value)
     request.setHeader(b"content-type", PROBLEM_TYPE)
     instance = instance or request.path.decode("utf-8", "replace")
-    request.write(json.dumps(error.problem(instance)).encode("utf-8"))
+    body = json.dumps(error.problem(instance)).encode("utf-8")
+    # A known length lets either channel send the whole answer in one write, unchunked.
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
     request.finish()
 
 
@@ -235,6 +238,7 @@ class Router(Resource):
         # After the default content type, so that a reply may override it.
         for name, value in reply.headers.items():
             request.setHeader(name, value)
+        request.setHeader(b"content-length", b"%d" % len(payload))
         if request.method != b"HEAD":
             request.write(payload)
         request.finish()
