@@ -15,7 +15,6 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
 
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config
@@ -25,6 +24,7 @@ from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
+from bullmq_proxy.workers.http_client import EndpointAgent
 from bullmq_proxy.workers.metadata import WorkerMetadata, load_metadata
 from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.store import WorkerStore
@@ -48,7 +48,7 @@ class WorkersService(Service):
 
     def __init__(
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
-        http: HTTPClient, settlements: Settlements, pool: HTTPConnectionPool | None = None,
+        http: HTTPClient, settlements: Settlements, pool: EndpointAgent | None = None,
         observe_call: CallObserver | None = None,
     ) -> None:
         self.name = "workers"
