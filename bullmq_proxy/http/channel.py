@@ -40,6 +40,7 @@ from bullmq_proxy.errors import (
 )
 from bullmq_proxy.http.request import LeanRequest
 from bullmq_proxy.http.router import RequestObserver, write_problem
+from bullmq_proxy.sockets import write_now
 
 log = Logger(namespace="bullmq_proxy.http")
 
@@ -271,7 +272,7 @@ class LeanChannel(Protocol):
 
     def _send_continue(self) -> None:
         self._continue = False
-        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        write_now(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _pause(self) -> None:
         if not self._paused:
@@ -307,7 +308,8 @@ class LeanChannel(Protocol):
         status = error.kind.status
         if self.site.observe is not None:
             self.site.observe(None, self._method(), status, 0.0)
-        self.transport.write(
+        write_now(
+            self.transport,
             b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/problem+json\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (status, error.kind.title.encode(), self.date(), len(body), body)

@@ -19,22 +19,13 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, parse_qs, unquote
 from twisted.web.http_headers import Headers
 
+from bullmq_proxy.sockets import write_now
+
 if TYPE_CHECKING:
     from bullmq_proxy.http.channel import LeanChannel
 
 # Statuses whose responses never carry a body (RFC 9110, 6.4.1).
 NO_BODY_CODES = frozenset({204, 304})
-
-
-def _as_bytes(value: str | bytes) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else value
-
-
-def _one_line(value: bytes) -> bytes:
-    """A header value can never end the header line: CR and LF become spaces."""
-    if b"\n" in value or b"\r" in value:
-        return value.replace(b"\r", b" ").replace(b"\n", b" ")
-    return value
 
 
 class LeanRequest:
@@ -71,8 +62,9 @@ class LeanRequest:
         self.path = path
         self.args: dict[bytes, list[bytes]] = parse_qs(query, 1) if query else {}
         self.prepath: list[bytes] = []
-        self.postpath = [unquote(part) if b"%" in part else part
-                         for part in path[1:].split(b"/")]
+        self.postpath = path[1:].split(b"/")
+        if b"%" in path:
+            self.postpath = [unquote(part) for part in self.postpath]
         self._response_headers: dict[bytes, tuple[bytes, bytes]] = {}
         self._waiting: list[Deferred[None]] = []
 
@@ -117,8 +109,11 @@ class LeanRequest:
         self.code_message = message
 
     def setHeader(self, name: str | bytes, value: str | bytes) -> None:
-        raw = _as_bytes(name)
-        self._response_headers[raw.lower()] = (_one_line(raw), _one_line(_as_bytes(value)))
+        raw = name.encode("ascii") if isinstance(name, str) else name
+        value = value.encode("utf-8") if isinstance(value, str) else value
+        if b"\n" in value or b"\r" in value:  # a header value can never end its line
+            value = value.replace(b"\r", b" ").replace(b"\n", b" ")
+        self._response_headers[raw.lower()] = (raw, value)
 
     def getResponseHeader(self, name: bytes) -> bytes | None:
         entry = self._response_headers.get(name.lower())
@@ -133,9 +128,9 @@ class LeanRequest:
             return  # the client left, or the connection became a WebSocket
         if not self.startedWriting:
             self.startedWriting = True
-            channel.transport.write(self._head() + self._framed(data))
+            write_now(channel.transport, self._head() + self._framed(data))
         elif data:
-            channel.transport.write(self._framed(data))
+            write_now(channel.transport, self._framed(data))
 
     def finish(self) -> None:
         if self.finished:
@@ -148,7 +143,7 @@ class LeanRequest:
                 self._response_headers[b"content-length"] = (b"content-length", b"0")
             self.write(b"")
         elif self._chunked and self.channel.transport is not None:
-            self.channel.transport.write(b"0\r\n\r\n")
+            write_now(self.channel.transport, b"0\r\n\r\n")
         self.finished = True
         self._notify(None)
         self.channel.request_done(self)

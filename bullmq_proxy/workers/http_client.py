@@ -42,6 +42,8 @@ from twisted.web.iweb import (
 )
 from zope.interface import implementer
 
+from bullmq_proxy.sockets import write_now
+
 # Endpoint hosts are few; past this many the caches start again rather than grow.
 MAX_CACHED_ENDPOINTS = 256
 # An idle kept connection is closed after this long, as Twisted's pool does.
@@ -243,7 +245,7 @@ class _Connection(Protocol):
     def send(self, data: bytes, request: _RequestInfo, waiting: Deferred[IResponse]) -> None:
         self._request = request
         self._waiting = waiting
-        self.transport.write(data)
+        write_now(self.transport, data)
 
     def abort(self) -> None:
         self._keep = False
