@@ -32,15 +32,22 @@ def port() -> int:
     span = os.environ.get("BENCH_PORTS")
     if not span:
         return free_port()
+    global _last_port
     low, high = (int(end) for end in span.split("-"))
-    for candidate in range(low, high + 1):
+    # Round the range, so that a port just handed out (and not bound yet) is not again.
+    for step in range(1, high - low + 2):
+        candidate = low + (_last_port - low + step) % (high - low + 1)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", candidate))
             except OSError:
                 continue
-            return candidate
+        _last_port = candidate
+        return candidate
     raise RuntimeError(f"no free port in BENCH_PORTS={span}")
+
+
+_last_port = 0
 
 
 @attrs.frozen
@@ -105,6 +112,22 @@ def _wait_until(ready: object, what: str, process: subprocess.Popen[bytes], limi
         time.sleep(0.05)
 
 
+def _root_answers(base: str) -> bool:
+    with urllib.request.urlopen(base + "/", timeout=1) as response:
+        return response.status == 200
+
+
+@contextlib.contextmanager
+def _running(process: subprocess.Popen[bytes], ready: object, what: str,
+             limit: float) -> Iterator[None]:
+    """Once ``ready()`` is true, until the block ends: then the process is stopped."""
+    try:
+        _wait_until(ready, what, process, limit)
+        yield
+    finally:
+        _stop(process)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -159,16 +182,10 @@ def proxy(
 
     def answers() -> bool:
         # Every process must listen before the load starts: wrk opens its connections once.
-        if listening_sockets(number) < processes:
-            return False
-        with urllib.request.urlopen(base + "/", timeout=1) as response:
-            return response.status == 200
+        return listening_sockets(number) >= processes and _root_answers(base)
 
-    try:
-        _wait_until(answers, "the proxy", process, 30)
+    with _running(process, answers, "the proxy", 30):
         yield base, process
-    finally:
-        _stop(process)
 
 
 NGINX_CONF = """
@@ -233,18 +250,9 @@ def bun_proxy(workdir: Path, redis_url: str) -> Iterator[tuple[str, subprocess.P
     process = subprocess.Popen([str(BUN_PROXY)], env=env, cwd=workdir, stdout=log,
                                stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{number}"
-
-    def answers() -> bool:
-        with urllib.request.urlopen(base + "/", timeout=1) as response:
-            return response.status == 200
-
-    try:
-        # The first start installs it from the npm registry.
-        _wait_until(answers, "the original (Bun) proxy", process, 300)
+    # The first start installs it from the npm registry.
+    with log, _running(process, lambda: _root_answers(base), "the original (Bun) proxy", 300):
         yield base, process
-    finally:
-        _stop(process)
-        log.close()
 
 
 @contextlib.contextmanager
@@ -255,12 +263,9 @@ def floor_server(kind: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.floors.server", kind, str(number)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_until(lambda: listening_sockets(number) == 1, f"the {kind} floor server",
-                    process, 10)
+    with _running(process, lambda: listening_sockets(number) == 1, f"the {kind} floor server",
+                  30):
         yield f"http://127.0.0.1:{number}", process
-    finally:
-        _stop(process)
 
 
 @contextlib.contextmanager
@@ -279,8 +284,5 @@ def nginx(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         with urllib.request.urlopen(url, timeout=1) as response:
             return response.read() == b"done"
 
-    try:
-        _wait_until(answers, "nginx", process, 10)
+    with _running(process, answers, "nginx", 10):
         yield url, process
-    finally:
-        _stop(process)
