@@ -233,3 +233,23 @@ async def test_any_authenticator_may_accept():
     await aio(gate.authorize(_request_with(f"Bearer {TOKEN}".encode()), Policy.TOKEN, {}))
     with pytest.raises(ProxyError):
         await aio(gate.authorize(_request_with(b"Bearer other"), Policy.TOKEN, {}))
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_request_past_the_timeout_gets_504_and_the_others_their_answer():
+    from twisted.internet import defer, reactor
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(_Silent), interface="127.0.0.1")
+    url = f"redis://127.0.0.1:{port.getHost().port}/0"
+    proxy = await start_proxy(make_config(url, request_timeout=0.3))
+    try:
+        stuck = [defer.ensureDeferred(proxy.request("GET", f"/queues/mail/jobs/{n}",
+                                                    headers=AUTH)) for n in range(5)]
+        quick = await proxy.request("GET", "/")  # no Redis: answered meanwhile
+        assert quick[0] == 200
+        answers = await defer.gatherResults(stuck)
+        assert [status for status, _, _ in answers] == [504] * 5
+        assert (await proxy.request("GET", "/queues/mail/jobs/9", headers=AUTH))[0] == 504
+    finally:
+        await proxy.stop()
+        await port.stopListening()
