@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 def make_config(redis_url: str = "redis://127.0.0.1:1/0", **overrides: Any) -> Config:
     defaults: dict[str, Any] = {"auth_tokens": (TOKEN,), "redis": RedisSettings(url=redis_url)}
-    # HTTP_SERVER=twisted runs the suite on Twisted Web's channel instead of the lean one.
+    # HTTP_SERVER=twisted runs the suite on Twisted Web's channel instead of the lean one
+    # (tests/test_http_hostile.py then fails: that channel has none of those limits).
     if "HTTP_SERVER" in os.environ:
         defaults["http_server"] = os.environ["HTTP_SERVER"]
     defaults.update(overrides)

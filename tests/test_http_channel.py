@@ -404,3 +404,11 @@ def test_a_header_that_is_not_utf8_reads_without_raising(site):
     channel, transport = connect(site)
     channel.dataReceived(b"GET /echo HTTP/1.1\r\nAuthorization: Bearer \xff\r\n\r\n")
     assert json.loads(only(transport)[2])["auth"] == "Bearer \ufffd"
+
+
+def test_an_upgrade_the_resource_does_not_take_is_answered_then_the_connection_closes(site):
+    channel, transport = connect(site)
+    channel.dataReceived(b"GET /echo HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+                         b"GET /echo HTTP/1.1\r\n\r\n")
+    assert only(transport)[0] == 200  # the bytes after the upgrade request are not HTTP
+    assert transport.disconnecting
