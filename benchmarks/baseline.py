@@ -16,7 +16,8 @@ from typing import Any
 
 from bullmq import Queue, Worker
 
-from bullmq_proxy.redis.connection import RedisClient, RedisSettings, close_client, worker_client
+from bullmq_proxy.config import RedisSettings
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 
 JOB_DATA = {"n": 1, "text": "hello"}
@@ -44,10 +45,11 @@ async def add_in_bulks(url: str, queue_name: str, count: int) -> dict[str, Any]:
     return {"jobs": count, "seconds": elapsed}
 
 
-async def process_all(connection: str | RedisClient, queue_name: str, count: int,
-                      kind: type[Worker] = Worker) -> dict[str, Any]:
-    """Time a no-op ``kind`` of worker (concurrency 100) to complete ``count`` waiting jobs."""
-    queue = Queue(queue_name, {"connection": connection})
+async def process_all(url: str, queue_name: str, count: int,
+                      start: Any = None) -> dict[str, Any]:
+    """Time a no-op worker (concurrency 100; bullmq's unless ``start`` builds another) to
+    complete ``count`` waiting jobs."""
+    queue = Queue(queue_name, {"connection": url})
     done = asyncio.get_running_loop().create_future()
     completed = 0
 
@@ -55,7 +57,8 @@ async def process_all(connection: str | RedisClient, queue_name: str, count: int
         return "done"
 
     started = time.perf_counter()
-    worker = kind(queue_name, noop, {"connection": connection, "concurrency": 100})
+    opts = {"connection": url, "concurrency": 100}
+    worker = Worker(queue_name, noop, opts) if start is None else start(queue_name, noop, opts)
 
     def on_completed(*_: Any) -> None:
         nonlocal completed
@@ -74,13 +77,17 @@ async def process_all(connection: str | RedisClient, queue_name: str, count: int
 
 
 async def process_all_fetching_next(url: str, queue_name: str, count: int) -> dict[str, Any]:
-    # On the Redis client the proxy gives its workers (no socket timeout, so no wait_for task
-    # per command), to measure the loop as the proxy runs it.
-    client = worker_client(RedisSettings(url=url), 100)
+    # On the Redis connections the proxy gives its workers, to measure the loop as it runs.
+    connections = WorkerConnections(RedisSettings(url=url), "bull")
+
+    def start(name: str, processor: Any, opts: dict[str, Any]) -> FetchNextWorker:
+        return FetchNextWorker(name, processor, {"concurrency": opts["concurrency"]},
+                               connections)
+
     try:
-        return await process_all(client, queue_name, count, FetchNextWorker)
+        return await process_all(url, queue_name, count, start)
     finally:
-        await close_client(client)
+        await connections.close()
 
 
 MODES = {"add": add_one_at_a_time, "bulk": add_in_bulks, "worker": process_all,

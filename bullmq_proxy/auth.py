@@ -10,30 +10,32 @@ import enum
 import hmac
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aredis
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import Attribute, Interface
 
 from bullmq_proxy.bridge import as_future
 from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.rights import FULL_ACCESS, Principal, RateLimiter, Right
 
 TOKEN_FILE = "auth-token"
 log = Logger(namespace="bullmq_proxy.auth")
 
 
 class IAuthenticator(Interface):
-    """Decides whether a bearer token may use the proxy's API."""
+    """Decides whether a bearer token may use the proxy's API, and as whom."""
 
     name = Attribute("A short name for logs")
 
-    def authenticate(token: str) -> bool | Deferred[bool]:  # type: ignore[misc]
-        """True when the token is accepted. Must compare in constant time."""
+    def authenticate(token: str) -> bool | Principal | Deferred[bool | Principal]:  # type: ignore[misc]
+        """A ``Principal`` (its rights and queues), True for full access, False to refuse.
+        Must compare in constant time."""
 
 
 class Policy(enum.Enum):
@@ -47,8 +49,15 @@ def tokens_match(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+def header_text(request: IRequest, name: bytes) -> str | None:
+    """A request header as text. Read as bytes: Twisted's text lookup raises on bytes that
+    are not UTF-8, which anyone can send; those become U+FFFD and then match nothing."""
+    value = request.getHeader(name)
+    return None if value is None else value.decode("utf-8", "replace")
+
+
 def bearer_token(request: IRequest, *, allow_query: bool = False) -> str | None:
-    header = request.getHeader("authorization")
+    header = header_text(request, b"authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
@@ -86,10 +95,13 @@ class Gate:
         authenticators: Sequence[IAuthenticator],
         client: aredis.Redis,
         queues: QueueRegistry,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._authenticators = tuple(authenticators)
         self._client = client
         self._queues = queues
+        self._limiter = limiter
+        self.reloaded: list[Callable[[], None]] = []
 
     async def authorize(
         self,
@@ -97,29 +109,58 @@ class Gate:
         policy: Policy,
         params: Mapping[str, str],
         *,
+        right: Right | None = None,
         allow_query: bool = False,
-    ) -> None:
+    ) -> Principal | None:
+        """Who the request's token is (None for a public or job-lock call); raises 401 for
+        no or a wrong token, 403 when it lacks ``right`` on the path's queue, 429 when it is
+        over its rate."""
         if policy is Policy.PUBLIC:
-            return
+            return None
         token = bearer_token(request, allow_query=allow_query)
         if token is None:
             self._refuse(request, "missing token")
-        if policy is Policy.TOKEN:
-            accepted = await self._any_authenticator(token)
-        else:
-            accepted = await self._holds_lock(token, params["queueName"], params["jobId"])
-        if not accepted:
+        if policy is Policy.JOB_LOCK:
+            if not await self._holds_lock(token, params["queueName"], params["jobId"]):
+                self._refuse(request, "invalid token")
+            return None
+        principal = await self.principal(token)
+        if principal is None:
             self._refuse(request, "invalid token")
+        if self._limiter is not None:
+            self._limiter.take(principal)
+        if right is not None:
+            principal.require(right, params.get("queueName"))
+        return principal
 
-    async def _any_authenticator(self, token: str) -> bool:
+    async def accepts(self, call: Any) -> bool:
+        """Whether the request carries a token an authenticator accepts (for answers that
+        say more to token holders)."""
+        token = bearer_token(call.request)
+        return token is not None and await self.principal(token) is not None
+
+    def reload(self) -> None:
+        """Let every authenticator that can reread its tokens do so (SIGHUP), then tell
+        whoever holds accepted tokens (open WebSocket sockets) to check them again."""
+        for authenticator in self._authenticators:
+            reload = getattr(authenticator, "reload", None)
+            if reload is not None:
+                reload()
+        for listener in list(self.reloaded):
+            listener()
+
+    async def principal(self, token: str) -> Principal | None:
+        """Whom the first authenticator that accepts ``token`` says it is."""
         for authenticator in self._authenticators:
             # Most authenticators answer at once; only a Deferred answer needs the bridge.
             accepted = authenticator.authenticate(token)
             if isinstance(accepted, Deferred):
                 accepted = await as_future(accepted)
+            if isinstance(accepted, Principal):
+                return accepted
             if accepted:
-                return True
-        return False
+                return FULL_ACCESS
+        return None
 
     async def _holds_lock(self, token: str, queue_name: str, job_id: str) -> bool:
         lock = await self._client.get(self._queues.key(queue_name, job_id, "lock"))

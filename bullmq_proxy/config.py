@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 import attrs
 from redis.crc import key_slot
 
+from bullmq_proxy.bounds import MAX_DELAY_MS
+from bullmq_proxy.rights import Rate
+
 DEFAULT_PORT = 8080
 MIB = 1024 * 1024
 
@@ -24,29 +27,35 @@ class ConfigError(ValueError):
 
 def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip(), 10)
-        except ValueError:
-            raise ValueError(f"must be an integer, got {text!r}") from None
+        digits = text.strip().removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
+            raise ValueError(f"must be an integer, got {text[:40]!r}")
+        value = int(text.strip(), 10)
         if minimum is not None and value < minimum:
             raise ValueError(f"must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
             raise ValueError(f"must be at most {maximum}, got {value}")
         return value
 
+    parse.range = (minimum, maximum)  # type: ignore[attr-defined]  # read by the docs test
     return parse
 
 
-def _number(minimum: float) -> Callable[[str], float]:
+def _number(minimum: float, maximum: float) -> Callable[[str], float]:
+    """A number greater than ``minimum``, at most ``maximum`` (no NaN, no infinity)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text.strip())
         except ValueError:
-            raise ValueError(f"must be a number, got {text!r}") from None
+            raise ValueError(f"must be a number, got {text[:40]!r}") from None
         if not value > minimum:
             raise ValueError(f"must be greater than {minimum:g}, got {text!r}")
+        if not value <= maximum:
+            raise ValueError(f"must be at most {maximum:g}, got {text[:40]!r}")
         return value
 
+    parse.range = (minimum, maximum)  # type: ignore[attr-defined]
     return parse
 
 
@@ -103,6 +112,29 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _rate(text: str) -> Rate:
+    per_second, slash, burst = text.partition("/")
+    try:
+        rate = Rate(float(per_second), int(burst))
+    except ValueError:
+        raise ValueError(f"must be PER_SECOND/BURST, e.g. 50/100, got {text!r}") from None
+    if not slash or not 0 < rate.per_second <= 1e6 or not 1 <= rate.burst <= 1_000_000:
+        raise ValueError(f"must be PER_SECOND/BURST with 0 < PER_SECOND <= 1e6 and "
+                         f"1 <= BURST <= 1000000, got {text!r}")
+    return rate
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = _token_list(text)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                              or parts.path not in ("", "/") or parts.query):
+            raise ValueError(f"must list origins like https://app.example.com or *, got "
+                             f"{origin!r}")
+    return origins
+
+
 def _readable_file(text: str) -> str:
     try:
         with open(text, "rb"):
@@ -136,6 +168,11 @@ class Setting:
     parse: Callable[[str], Any]
     help: str
 
+    @property
+    def is_flag(self) -> bool:
+        """A boolean: a twistd flag (``--debug``, ``--no-debug``) rather than a value."""
+        return self.parse is _boolean
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", "REDIS_URL", "redis-url", None, _redis_url,
@@ -164,59 +201,98 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth_tokens", "AUTH_TOKENS", "auth-tokens", (), _token_list,
             "Comma-separated bearer tokens accepted by the API"),
     Setting("metrics_token", "METRICS_TOKEN", "metrics-token", None, _non_empty,
-            "Bearer token required by GET /metrics (unset: metrics are public)"),
+            "Bearer token required by GET /metrics (unset: an API token with the admin "
+            "right, unless METRICS_PUBLIC)"),
+    Setting("metrics_public", "METRICS_PUBLIC", "metrics-public", False, _boolean,
+            "Serve GET /metrics without any token"),
+    Setting("tokens_file", "TOKENS_FILE", "tokens-file", None, _readable_file,
+            "JSON or TOML file of scoped tokens (rights, queues, rates), reread on SIGHUP; "
+            "see docs/security.md"),
+    Setting("rate_limit", "RATE_LIMIT", "rate-limit", None, _rate,
+            "Requests a token may make: PER_SECOND/BURST, e.g. 50/100 (unset: no limit; "
+            "the token file may set one per token)"),
+    Setting("endpoint_policy", "ENDPOINT_POLICY", "endpoint-policy", "default",
+            _choice("default", "public-only"),
+            "Which addresses worker endpoints may have: default (not link-local, cloud "
+            "metadata or this proxy) or public-only (also not private or loopback)"),
+    Setting("endpoint_allow", "ENDPOINT_ALLOW", "endpoint-allow", (), _token_list,
+            "Endpoint host names always allowed, comma-separated"),
+    Setting("cors_origins", "CORS_ORIGINS", "cors-origins", (), _origins,
+            "Origins whose browser pages may call the API (comma-separated "
+            "scheme://host[:port], or *); unset: no cross-origin calls"),
     Setting("queue_prefix", "QUEUE_PREFIX", "queue-prefix", "bull", _non_empty,
             "BullMQ key prefix"),
-    Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100, _integer(1),
+    Setting("bullmq_layout", "BULLMQ_LAYOUT", "bullmq-layout", "auto", _choice("auto", "5", "6"),
+            "Redis layout of the queues: auto (per queue, from what is in Redis), 5 or 6 "
+            "(the Node BullMQ major of the fleet); see docs/compatibility.md"),
+    Setting("queue_cache_size", "QUEUE_CACHE_SIZE", "queue-cache-size", 100,
+            _integer(1, 100_000),
             "How many Queue objects to keep open"),
-    Setting("debug", "DEBUG", "debug", False, _boolean, "Log every request at debug level"),
+    Setting("debug", "DEBUG", "debug", False, _boolean, "Log at debug level too: every "
+            "request, every failed attempt, every endpoint connection"),
     Setting("min_queue_name_length", "MIN_QUEUE_NAME_LENGTH", "min-queue-name-length", 3,
-            _integer(1), "Shortest queue name accepted"),
+            _integer(1, 1000), "Shortest queue name accepted"),
     Setting("max_queue_name_length", "MAX_QUEUE_NAME_LENGTH", "max-queue-name-length", 100,
-            _integer(1), "Longest queue name accepted"),
+            _integer(1, 1000), "Longest queue name accepted"),
     Setting("worker_metadata_key", "WORKER_METADATA_KEY", "worker-metadata-key", "bmqp:w:meta",
             _non_empty, "Redis hash holding the registered workers"),
     Setting("worker_metadata_stream", "WORKER_METADATA_STREAM", "worker-metadata-stream",
             "bmpq:w:stream", _non_empty, "Redis stream announcing worker changes"),
     Setting("max_len_worker_metadata_stream", "MAX_LEN_WORKER_METADATA_STREAM",
-            "max-len-worker-metadata-stream", 100, _integer(1),
+            "max-len-worker-metadata-stream", 100, _integer(1, 1_000_000),
             "Approximate length cap of the worker stream"),
     Setting("data_dir", "DATA_DIR", "data-dir", "bullmq-proxy-data", _non_empty,
             "Directory for the embedded Redis and the generated token"),
-    Setting("max_body_size", "MAX_BODY_SIZE", "max-body-size", 10 * MIB, _integer(1),
+    Setting("max_body_size", "MAX_BODY_SIZE", "max-body-size", 10 * MIB,
+            _integer(1, 1024 * MIB),
             "Largest request body in bytes"),
-    Setting("request_timeout", "REQUEST_TIMEOUT", "request-timeout", 10.0, _number(0),
+    Setting("request_timeout", "REQUEST_TIMEOUT", "request-timeout", 10.0, _number(0, 3600),
             "Seconds before a request waiting on Redis fails with 504"),
     Setting("http_server", "HTTP_SERVER", "http-server", "lean", _choice("lean", "twisted"),
             "HTTP/1.1 server: lean (httptools) or twisted (twisted.web's own, to compare)"),
     Setting("http_headers_timeout", "HTTP_HEADERS_TIMEOUT", "http-headers-timeout", 30.0,
-            _number(0), "Seconds a client has to send a request's line and headers (then 408)"),
-    Setting("http_idle_timeout", "HTTP_IDLE_TIMEOUT", "http-idle-timeout", 75.0, _number(0),
+            _number(0, 3600), "Seconds a client has to send a request's line and headers "
+            "(then 408)"),
+    Setting("http_idle_timeout", "HTTP_IDLE_TIMEOUT", "http-idle-timeout", 75.0,
+            _number(0, 86_400),
             "Seconds an idle keep-alive connection, or a stalled request body, is kept"),
     Setting("log_format", "LOG_FORMAT", "log-format", "text", _choice("text", "json"),
             "Log output format: text or json"),
     Setting("worker_lock_duration", "WORKER_LOCK_DURATION", "worker-lock-duration", 30000,
-            _integer(1000), "Milliseconds an HTTP worker's job lock lasts between renewals"),
+            _integer(1000, 86_400_000),
+            "Milliseconds an HTTP worker's job lock lasts between renewals"),
     Setting("worker_stalled_interval", "WORKER_STALLED_INTERVAL", "worker-stalled-interval",
-            30000, _integer(500), "Milliseconds between checks for stalled jobs"),
+            30000, _integer(500, 86_400_000), "Milliseconds between checks for stalled jobs"),
     Setting("worker_shutdown_grace", "WORKER_SHUTDOWN_GRACE", "worker-shutdown-grace", 10.0,
-            _number(0), "Seconds in-flight endpoint calls may finish in on shutdown"),
+            _number(0, 3600), "Seconds in-flight endpoint calls may finish in on shutdown"),
     Setting("worker_signing_secret", "WORKER_SIGNING_SECRET", "worker-signing-secret", (),
             _token_list, "Secret(s) signing every endpoint call, comma-separated (at most two, "
             "for rotation); a worker's own endpoint.signingSecret wins"),
     Setting("worker_breaker_threshold", "WORKER_BREAKER_THRESHOLD", "worker-breaker-threshold",
-            5, _integer(1), "Consecutive endpoint failures that open its circuit"),
+            5, _integer(1, 1_000_000), "Consecutive endpoint failures that open its circuit"),
     Setting("worker_breaker_window", "WORKER_BREAKER_WINDOW", "worker-breaker-window", 5.0,
-            _number(0), "Seconds an open circuit waits before probing (doubles, max 300)"),
-    Setting("ws_message_timeout", "WS_MESSAGE_TIMEOUT", "ws-message-timeout", 15.0, _number(0),
+            _number(0, 300), "Seconds an open circuit waits before probing (doubles, max 300)"),
+    Setting("ws_message_timeout", "WS_MESSAGE_TIMEOUT", "ws-message-timeout", 15.0,
+            _number(0, 86_400),
             "Seconds a WebSocket worker has to answer a job before the attempt fails"),
-    Setting("ws_ping_interval", "WS_PING_INTERVAL", "ws-ping-interval", 30, _integer(0),
+    Setting("ws_ping_interval", "WS_PING_INTERVAL", "ws-ping-interval", 30, _integer(0, 86_400),
             "Seconds between WebSocket keepalive pings (0 disables them)"),
-    Setting("ws_ping_timeout", "WS_PING_TIMEOUT", "ws-ping-timeout", 10.0, _number(0),
+    Setting("ws_ping_timeout", "WS_PING_TIMEOUT", "ws-ping-timeout", 10.0, _number(0, 3600),
             "Seconds a WebSocket peer has to answer a ping before it is dropped"),
     Setting("ws_max_buffered_bytes", "WS_MAX_BUFFERED_BYTES", "ws-max-buffered-bytes", 8 * MIB,
-            _integer(1024), "Outgoing bytes a slow WebSocket client may fall behind before "
-            "it is disconnected"),
+            _integer(1024, 1024 * MIB), "Outgoing bytes a slow WebSocket client may fall behind "
+            "before it is disconnected"),
+    Setting("worker_max_slots", "WORKER_MAX_SLOTS", "worker-max-slots", 2000,
+            _integer(1, 1_000_000), "Concurrency slots all HTTP-endpoint workers of one "
+            "instance may run together; a registration past it is refused"),
+    Setting("worker_max_retry_delay", "WORKER_MAX_RETRY_DELAY", "worker-max-retry-delay",
+            3_600_000, _integer(1000, MAX_DELAY_MS), "Longest delay in ms an endpoint may "
+            "ask for with Retry-After or BullMQ-Proxy-Retry (it spends no attempt)"),
+    Setting("ws_max_workers", "WS_MAX_WORKERS", "ws-max-workers", 100, _integer(0, 1_000_000),
+            "WebSocket worker sockets one instance serves at once (0: none)"),
+    Setting("ws_max_worker_slots", "WS_MAX_WORKER_SLOTS", "ws-max-worker-slots", 1000,
+            _integer(1, 1_000_000), "Concurrency all WebSocket workers of one instance may "
+            "ask for together"),
 )
 
 
@@ -279,7 +355,14 @@ class Config:
     redis: RedisSettings = RedisSettings()
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
     metrics_token: str | None = attrs.field(default=None, repr=False)
+    tokens_file: str | None = None
+    rate_limit: Rate | None = None
+    metrics_public: bool = False
+    endpoint_policy: str = "default"
+    endpoint_allow: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
     queue_prefix: str = "bull"
+    bullmq_layout: str = "auto"
     queue_cache_size: int = 100
     debug: bool = False
     min_queue_name_length: int = 3
@@ -304,14 +387,24 @@ class Config:
     ws_ping_interval: int = 30
     ws_ping_timeout: float = 10.0
     ws_max_buffered_bytes: int = 8 * MIB
+    worker_max_slots: int = 2000
+    worker_max_retry_delay: int = 3_600_000
+    ws_max_workers: int = 100
+    ws_max_worker_slots: int = 1000
     plugins: tuple[str, ...] = ()
+
+
+def _from_env(env: Mapping[str, str], name: str) -> str | None:
+    """An empty variable counts as unset, as in the original (``VAR: ${VAR:-}`` in a compose
+    file sets one)."""
+    return env.get(name) or None
 
 
 def _value(setting: Setting, env: Mapping[str, str], options: Mapping[str, Any]) -> Any:
     raw = options.get(setting.option)
     source = f"--{setting.option}"
-    if raw is None and setting.env is not None and setting.env in env:
-        raw = env[setting.env]
+    if raw is None and setting.env is not None:
+        raw = _from_env(env, setting.env)
         source = setting.env
     if raw is None:
         return setting.default
@@ -333,7 +426,7 @@ def load_config(
 
     if not listen:
         port = DEFAULT_PORT
-        if "PORT" in env:
+        if _from_env(env, "PORT") is not None:
             try:
                 port = _integer(0, 65535)(env["PORT"])
             except ValueError as err:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
+import redis.exceptions
 
 
 @attrs.frozen
@@ -30,6 +32,8 @@ NOT_FOUND = ErrorKind("not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ErrorKind("method-not-allowed", "Method not allowed", 405)
 REQUEST_TIMEOUT = ErrorKind("request-timeout", "Request timeout", 408)
 CONFLICT = ErrorKind("conflict", "Conflict", 409)
+# Add and wait: the job ran and failed; the problem carries the job.
+JOB_FAILED = ErrorKind("job-failed", "Job failed", 502)
 PAYLOAD_TOO_LARGE = ErrorKind("payload-too-large", "Payload too large", 413)
 HEADERS_TOO_LARGE = ErrorKind("headers-too-large", "Request headers too large", 431)
 RATE_LIMITED = ErrorKind("rate-limited", "Rate limited", 429)
@@ -49,12 +53,15 @@ class ProxyError(Exception):
         detail: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+        # Members the problem type adds (a conflict's current ``state``...).
+        self.extra = extra
 
     def problem(self, instance: str) -> dict[str, Any]:
         """The RFC 9457 body."""
@@ -66,6 +73,7 @@ class ProxyError(Exception):
         }
         if self.field is not None:
             body["field"] = self.field
+        body.update(self.extra)
         body["instance"] = instance
         return body
 
@@ -74,6 +82,7 @@ class ProxyError(Exception):
         err: dict[str, Any] = {"message": self.detail, "code": self.kind.slug}
         if self.field is not None:
             err["field"] = self.field
+        err.update(self.extra)
         return err
 
 
@@ -83,3 +92,18 @@ def invalid(field: str, detail: str) -> ProxyError:
 
 def unknown(field: str) -> ProxyError:
     return ProxyError(UNKNOWN_FIELD, f"{field} is not an accepted field", field)
+
+
+def classify(err: BaseException) -> ProxyError | None:
+    """Map an infrastructure failure to its error kind; None for a bug."""
+    if isinstance(err, ProxyError):
+        return err
+    if isinstance(err, asyncio.TimeoutError | redis.exceptions.TimeoutError):
+        return ProxyError(TIMEOUT, "Redis did not answer in time; try again later.")
+    if isinstance(err, redis.exceptions.ConnectionError | ConnectionError):
+        return ProxyError(
+            REDIS_UNAVAILABLE,
+            "Redis is unavailable; try again later.",
+            headers={"Retry-After": "1"},
+        )
+    return None

@@ -19,6 +19,9 @@ def worker_gauges(metrics: Metrics, workers: Any) -> Callable[[], None]:
     def refresh() -> None:
         running = dict(workers.workers)
         metrics.workers_registered.set(len(running))
+        metrics.workers_refused.clear()
+        for queue in list(workers.refused):
+            metrics.workers_refused.labels(queue).set(1)
         metrics.jobs_in_flight.clear()
         metrics.circuit_breaker_state.clear()
         for queue, worker in running.items():
@@ -41,5 +44,6 @@ def websocket_gauges(metrics: Metrics, websockets: Any) -> Callable[[], None]:
         metrics.websocket_connections.clear()
         for kind, count in kinds.items():
             metrics.websocket_connections.labels(kind).set(count)
+        metrics.websocket_worker_slots.set(websockets.worker_slots()[1])
 
     return refresh

@@ -3,12 +3,19 @@
 
 Each proxy owns its ``CollectorRegistry`` rather than the process-global one, so several
 proxies (in tests, or embedded) never collide on metric names. Labels stay bounded: routes
-are templates, methods outside the known set are ``other``, statuses are classes (``2xx``).
+are templates, methods outside the known set are ``other``, statuses are classes (``2xx``),
+queues are those the proxy serves.
+
+``registry`` holds what each process counts; with ``--processes`` a scrape sums it over the
+processes (``summed_metrics.py``). ``deployment`` holds what is read from Redis at scrape
+time (queue depth), the same whichever process reads it, so it is not summed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import platform
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import Any
 
 from prometheus_client import (
@@ -20,6 +27,7 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -30,6 +38,8 @@ from bullmq_proxy.auth import Policy, bearer_token, tokens_match
 from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
 from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.redis.connection import RedisEvents
+from bullmq_proxy.rights import Right
+from bullmq_proxy.summed_metrics import summed
 
 PREFIX = "bullmq_proxy"
 UNMATCHED_ROUTE = "unmatched"
@@ -50,18 +60,28 @@ def method_label(method: bytes) -> str:
     return name if name in KNOWN_METHODS else "other"
 
 
+def build_labels() -> dict[str, str]:
+    return {"version": __version__, "python": platform.python_version(),
+            "twisted": version("twisted"), "bullmq": version("bullmq")}
+
+
 class Metrics:
     """The proxy's metrics; components update the attributes that concern them."""
 
     def __init__(self) -> None:
+        # A _created series per counter and histogram doubles the series for nothing an
+        # operator graphs.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
+        self.deployment = CollectorRegistry(auto_describe=True)
         self._refreshers: list[Callable[[], None]] = []
+        self._readers: list[Callable[[], Awaitable[None]]] = []
+        self._other_processes: Callable[[], Awaitable[list[bytes]]] | None = None
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         r = self.registry
-        Info(f"{PREFIX}_build", "Version of the running proxy", registry=r).info(
-            {"version": __version__}
-        )
+        Info(f"{PREFIX}_build", "Versions of the running proxy and of what it runs on",
+             registry=r).info(build_labels())
         self.http_requests = Counter(
             f"{PREFIX}_http_requests", "HTTP requests answered",
             ["route", "method", "status"], registry=r,
@@ -72,6 +92,15 @@ class Metrics:
         )
         self.jobs_added = Counter(
             f"{PREFIX}_jobs_added", "Jobs added through the proxy", ["queue"], registry=r,
+        )
+        self.jobs_completed = Counter(
+            f"{PREFIX}_jobs_completed", "Jobs the proxy's workers completed", ["queue"],
+            registry=r,
+        )
+        self.jobs_failed = Counter(
+            f"{PREFIX}_jobs_failed",
+            "Job attempts the proxy's workers failed, retried ones included", ["queue"],
+            registry=r,
         )
         self.endpoint_calls = Counter(
             f"{PREFIX}_endpoint_calls", "Jobs sent to worker HTTP endpoints, by outcome",
@@ -88,9 +117,21 @@ class Metrics:
         self.workers_registered = Gauge(
             f"{PREFIX}_workers_registered", "HTTP-endpoint workers registered", registry=r,
         )
+        self.worker_errors = Counter(
+            f"{PREFIX}_worker_errors", "Errors of HTTP-endpoint workers themselves (fetching "
+            "or moving jobs in Redis), not of their endpoints", ["queue"], registry=r,
+        )
+        self.workers_refused = Gauge(
+            f"{PREFIX}_workers_refused", "Registered HTTP-endpoint workers this instance does "
+            "not run (1 per queue); GET /workers/:queue says why", ["queue"], registry=r,
+        )
         self.websocket_connections = Gauge(
             f"{PREFIX}_websocket_connections", "Open WebSocket connections by kind",
             ["kind"], registry=r,
+        )
+        self.websocket_worker_slots = Gauge(
+            f"{PREFIX}_websocket_worker_slots", "Concurrency of the open WebSocket workers "
+            "(capped by WS_MAX_WORKER_SLOTS)", registry=r,
         )
         self.redis_command_errors = Counter(
             f"{PREFIX}_redis_command_errors", "Redis commands that failed, by error kind",
@@ -99,6 +140,10 @@ class Metrics:
         self.redis_reconnects = Counter(
             f"{PREFIX}_redis_reconnects", "Connections to Redis re-established after a loss",
             registry=r,
+        )
+        self.processes = Gauge(
+            f"{PREFIX}_processes", "Proxy processes whose metrics this scrape sums",
+            registry=self.deployment,
         )
         self.circuit_breaker_state = Enum(
             f"{PREFIX}_circuit_breaker_state", "Circuit breaker of each worker endpoint",
@@ -138,19 +183,50 @@ class Metrics:
 
         return RedisEvents(failed, succeeded)
 
+    def count_jobs(self, queue: str, worker: Any) -> None:
+        """Count what a bullmq worker of ``queue`` completes and fails."""
+        completed, failed = self.jobs_completed.labels(queue), self.jobs_failed.labels(queue)
+        worker.on("completed", lambda *_: completed.inc())
+        worker.on("failed", lambda *_: failed.inc())
+
+    def settled(self, queue: str, completed: bool) -> None:
+        """A job held after a 202 was completed or failed through the job API."""
+        (self.jobs_completed if completed else self.jobs_failed).labels(queue).inc()
+
     def on_scrape(self, refresh: Callable[[], None]) -> None:
         """Run ``refresh`` before every scrape: gauges that mirror live state (workers
         running, sockets open) are read then rather than updated on every change."""
         self._refreshers.append(refresh)
 
+    def read_on_scrape(self, read: Callable[[], Awaitable[None]]) -> None:
+        """Await ``read`` before every scrape, for what ``deployment`` shows of Redis."""
+        self._readers.append(read)
+
+    def sum_with(self, other_processes: Callable[[], Awaitable[list[bytes]]]) -> None:
+        """With --processes: ``other_processes`` returns their ``exposition()``s."""
+        self._other_processes = other_processes
+
     def exposition(self) -> bytes:
+        """This process's own metrics."""
         for refresh in self._refreshers:
             refresh()
         return generate_latest(self.registry)
 
+    async def scrape(self) -> bytes:
+        """What ``GET /metrics`` answers: every process's metrics summed, then Redis's."""
+        for read in self._readers:
+            await read()
+        expositions = [self.exposition()]
+        if self._other_processes is not None:
+            expositions += await self._other_processes()
+        self.processes.set(len(expositions))
+        processes = expositions[0] if len(expositions) == 1 else summed(expositions)
+        return processes + generate_latest(self.deployment)
 
-def metrics_routes(metrics: Metrics, token: str | None) -> list[Route]:
-    """``GET /metrics``; when ``token`` is set, only that bearer token may scrape."""
+
+def metrics_routes(metrics: Metrics, token: str | None, public: bool = False) -> list[Route]:
+    """``GET /metrics``: with ``token`` set only that bearer token may scrape; otherwise an
+    API token with the admin right, unless ``public``."""
 
     async def scrape(call: Call) -> Any:
         if token is not None:
@@ -162,8 +238,11 @@ def metrics_routes(metrics: Metrics, token: str | None) -> list[Route]:
                     headers={"WWW-Authenticate": 'Bearer realm="bullmq-proxy-metrics"'},
                 )
         return Reply(
-            text=metrics.exposition().decode("utf-8"),
+            text=(await metrics.scrape()).decode("utf-8"),
             headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
         )
 
-    return [Route(b"GET", "/metrics", scrape, Policy.PUBLIC)]
+    policy = Policy.PUBLIC if token is not None or public else Policy.TOKEN
+    return [Route(b"GET", "/metrics", scrape, policy, response={"type": "string"},
+                  media="text/plain", statuses=(401,), right=Right.ADMIN,
+                  summary="Prometheus metrics (METRICS_TOKEN, else an admin token)")]

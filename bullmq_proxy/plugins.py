@@ -13,7 +13,7 @@ from typing import Any
 from bullmq_proxy.config import Config, ConfigError
 
 GROUP = "bullmq_proxy.plugins"
-DEFAULT_PLUGINS = ("static-tokens",)
+DEFAULT_PLUGINS = ("static-tokens", "token-file")
 
 
 def available() -> dict[str, Callable[[Config], Any]]:

@@ -12,20 +12,22 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from bullmq_proxy.logs import Logger
 
 log = Logger(namespace="bullmq_proxy.processes")
 
 CHILD_ENV = "BULLMQ_PROXY_PARENT_PIPE"
-STOP_GRACE_SECONDS = 10.0
+# How long a copy's stop may take beyond the workers' grace period before it is killed.
+STOP_MARGIN_SECONDS = 10.0
 ORPHAN_DEADLINE_SECONDS = 30.0
 
 
@@ -63,16 +65,19 @@ class _Child(protocol.ProcessProtocol):
 class ChildProcessesService(Service):
     """Starts the copies with ``argv`` and stops them with the first process."""
 
-    def __init__(self, reactor: Any, argv: Sequence[str], copies: int) -> None:
+    def __init__(self, reactor: Any, argv: Sequence[str], copies: int,
+                 env: Mapping[str, str] | None = None, grace: float = 0.0) -> None:
         self.name = "processes"
         self._reactor = reactor
         self._argv = list(argv)
         self._copies = copies
+        self._env = dict(env or {})
+        self._kill_after = grace + STOP_MARGIN_SECONDS
         self._children: list[tuple[_Child, Any]] = []
 
     def startService(self) -> None:
         super().startService()
-        env = {**os.environ, CHILD_ENV: "1"}
+        env = {**os.environ, **self._env, CHILD_ENV: "1"}
         for number in range(1, self._copies + 1):
             child = _Child(number)
             transport = self._reactor.spawnProcess(
@@ -92,7 +97,7 @@ class ChildProcessesService(Service):
                 transport.signalProcess("TERM")
             except ProcessExitedAlready:
                 continue
-            self._reactor.callLater(STOP_GRACE_SECONDS, _kill, transport)
+            self._reactor.callLater(self._kill_after, _kill, transport)
         self._children = []
         return DeferredList(waits) if waits else succeed(None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -16,7 +16,8 @@ from twisted.python.failure import Failure
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
 from bullmq_proxy.http.site import build_site
-from bullmq_proxy.service import ProxyContext, build_context
+from bullmq_proxy.service import ProxyContext, SequentialMultiService, build_context
+from tests.api_contract import ApiContract
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,6 +41,7 @@ class Proxy:
     context: ProxyContext
     services: MultiService
     stub: StubTreq
+    contract: ApiContract | None = None
 
     async def request(
         self, method: str, path: str, *, json_body: Any = None, body: bytes | None = None,
@@ -58,6 +60,9 @@ class Proxy:
         decoded: Any = content.decode()
         if "json" in content_type:
             decoded = json.loads(content)
+        if self.contract is None:
+            self.contract = ApiContract(self.context.router.routes)
+        self.contract.check(method, path, response.code, content_type, decoded)
         return response.code, decoded, response.headers
 
     async def stop(self) -> None:
@@ -84,7 +89,7 @@ async def wait_for_stub(stub: StubTreq, d: defer.Deferred[T], reactor: Any) -> T
 async def start_proxy(config: Config) -> Proxy:
     from twisted.internet import reactor
 
-    services = MultiService()
+    services = SequentialMultiService()
     context = build_context(config, reactor, services)
     services.startService()
     stub = StubTreq(context.root)
@@ -143,3 +148,14 @@ async def start_live_proxy(config: Config) -> LiveProxy:
     site = build_site(config, proxy.context.root, reactor,
                       proxy.context.metrics.observe_request)
     return LiveProxy(proxy, reactor.listenTCP(0, site, interface="127.0.0.1"))
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 15) -> None:
+    """In asyncio code: poll ``check`` until it is true (a deadline, not a timing claim)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

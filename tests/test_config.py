@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bullmq_proxy.config import Config, ConfigError, RedisSettings, load_config
+from bullmq_proxy.config import SETTINGS, Config, ConfigError, RedisSettings, load_config
 
 
 def test_defaults_match_the_original():
@@ -99,3 +101,34 @@ def test_config_is_frozen():
     config = Config()
     with pytest.raises(AttributeError):
         config.queue_prefix = "x"  # type: ignore[misc]
+
+
+def _accepted(setting):
+    minimum, maximum = setting.parse.range
+    if isinstance(setting.default, float):
+        return f"> {minimum:g}, ≤ {maximum:g}"
+    return f"{minimum} to {maximum}"
+
+
+def test_every_numeric_setting_has_a_documented_range():
+    text = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    numeric = [s for s in SETTINGS if isinstance(s.default, int | float)
+               and not isinstance(s.default, bool)]
+    assert len(numeric) >= 20
+    for setting in numeric:
+        assert hasattr(setting.parse, "range"), setting.env
+        assert f"| `{setting.env}` | {_accepted(setting)} |" in text, setting.env
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if hasattr(s.parse, "range")],
+                         ids=lambda s: s.env)
+def test_every_numeric_setting_refuses_values_past_its_range(setting):
+    minimum, maximum = setting.parse.range
+    below = minimum if isinstance(setting.default, float) else minimum - 1
+    # The shortest queue name may not pass the longest.
+    env = {"MAX_QUEUE_NAME_LENGTH": "1000"} if setting.env == "MIN_QUEUE_NAME_LENGTH" else {}
+    for value in (below, maximum * 2 + 1, "1e400", "inf", "nan", "²", "9" * 5000):
+        with pytest.raises(ConfigError) as caught:
+            load_config({**env, setting.env: str(value)})
+        assert str(caught.value).startswith(setting.env)
+    assert load_config({**env, setting.env: str(maximum)}) is not None

@@ -10,7 +10,7 @@ import pytest_twisted
 from bullmq_proxy.health import Readiness
 from bullmq_proxy.redis.embedded import free_port
 from tests.probes import until_ready
-from tests.support import aio, make_config, start_proxy
+from tests.support import AUTH, aio, make_config, start_proxy
 
 
 @pytest_twisted.async_yield_fixture
@@ -39,12 +39,13 @@ async def test_healthz_answers_even_without_redis(proxy_without_redis):
 @pytest_twisted.ensureDeferred
 async def test_readyz_is_public_and_reports_each_check(proxy):
     body = await until_ready(proxy)
-    assert body == {"status": "ok", "checks": {"redis": "ok", "workers": "ok"}}
+    assert body == {"status": "ok",
+                    "checks": {"redis": "ok", "workers": "ok", "shutdown": "ok"}}
 
 
 @pytest_twisted.ensureDeferred
 async def test_readyz_is_503_problem_when_redis_is_down(proxy_without_redis):
-    status, body, headers = await proxy_without_redis.request("GET", "/readyz")
+    status, body, headers = await proxy_without_redis.request("GET", "/readyz", headers=AUTH)
     assert status == 503
     assert headers.getRawHeaders("content-type") == ["application/problem+json"]
     assert headers.getRawHeaders("retry-after") == ["1"]
@@ -62,10 +63,10 @@ async def test_registered_check_failing_makes_readyz_503_with_its_reason(proxy):
 
     await until_ready(proxy)
     proxy.context.readiness.add("registry", registry_loaded)
-    status, body, _ = await proxy.request("GET", "/readyz")
+    status, body, _ = await proxy.request("GET", "/readyz", headers=AUTH)
     assert status == 503
     assert body["type"] == "/problems/not-ready"
-    assert body["checks"] == {"redis": "ok", "workers": "ok",
+    assert body["checks"] == {"redis": "ok", "workers": "ok", "shutdown": "ok",
                               "registry": "worker registry not loaded yet"}
     assert "worker registry not loaded yet" in body["detail"]
 
@@ -77,7 +78,8 @@ async def test_registered_check_passing_keeps_readyz_200(proxy):
 
     proxy.context.readiness.add("registry", registry_loaded)
     body = await until_ready(proxy)
-    assert body["checks"] == {"redis": "ok", "workers": "ok", "registry": "ok"}
+    assert body["checks"] == {"redis": "ok", "workers": "ok", "shutdown": "ok",
+                              "registry": "ok"}
 
 
 @pytest_twisted.ensureDeferred
@@ -122,3 +124,13 @@ async def test_probes_refuse_other_methods(proxy):
     assert status == 405
     assert headers.getRawHeaders("allow") == ["GET"]
     assert body["type"] == "/problems/method-not-allowed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_token_readyz_names_the_failing_checks_but_not_why(
+        proxy_without_redis):
+    status, body, _ = await proxy_without_redis.request("GET", "/readyz")
+    assert status == 503
+    assert body["checks"] == {"redis": "failing", "workers": "failing", "shutdown": "ok"}
+    assert "127.0.0.1" not in str(body)
+    assert "a token shows why" in body["detail"]

@@ -412,3 +412,46 @@ def test_an_upgrade_the_resource_does_not_take_is_answered_then_the_connection_c
                          b"GET /echo HTTP/1.1\r\n\r\n")
     assert only(transport)[0] == 200  # the bytes after the upgrade request are not HTTP
     assert transport.disconnecting
+
+
+class Streams(Resource):
+    """Writes as Server-Sent Events do: a producer registered, pieces as they come."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render(self, request: Any) -> Any:
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.registerProducer(self, True)
+        request.write(b": connected\n\n")
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def test_a_streamed_answer_goes_out_piece_by_piece_with_its_producer(site, tree):
+    streams = Streams()
+    tree.putChild(b"events", streams)
+    channel, transport = connect(site)
+    channel.dataReceived(b"GET /events HTTP/1.1\r\n\r\n")
+    assert transport.producer is streams
+    head, _, first = transport.value().partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head
+    assert first == b"d\r\n: connected\n\n\r\n"
+    request = streams.requests[0]
+    request.write(b"data: 1\n\n")
+    request.unregisterProducer()
+    request.finish()
+    assert transport.producer is None
+    assert responses(transport.value())[0][2] == b": connected\n\ndata: 1\n\n"

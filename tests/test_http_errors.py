@@ -204,8 +204,11 @@ def test_unknown_plugin_is_a_config_error():
 
 
 def test_static_tokens_plugin_is_found_by_entry_point():
-    [plugin] = load_plugins(make_config(auth_tokens=("a", "b")), [])
+    plugin, token_file = load_plugins(make_config(auth_tokens=("a", "b")), [])
     assert IAuthenticator.providedBy(plugin)
+    # The token-file plugin is loaded too; without TOKENS_FILE it accepts nothing.
+    assert IAuthenticator.providedBy(token_file)
+    assert token_file.authenticate("a") is False
     assert plugin.authenticate("b") is True
     assert plugin.authenticate("c") is False
 

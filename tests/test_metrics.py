@@ -26,7 +26,8 @@ def value(scrape: dict, name: str, **labels: str) -> float | None:
 
 
 async def scrape(proxy, headers=None) -> dict:
-    status, body, response_headers = await proxy.request("GET", "/metrics", headers=headers)
+    status, body, response_headers = await proxy.request("GET", "/metrics",
+                                                         headers=headers or AUTH)
     assert status == 200, body
     assert response_headers.getRawHeaders("content-type") == [
         "text/plain; version=0.0.4; charset=utf-8"
@@ -36,7 +37,7 @@ async def scrape(proxy, headers=None) -> dict:
 
 @pytest_twisted.ensureDeferred
 async def test_metrics_are_prometheus_text_with_every_family(proxy):
-    status, body, _ = await proxy.request("GET", "/metrics")
+    status, body, _ = await proxy.request("GET", "/metrics", headers=AUTH)
     assert status == 200
     names = {family.name for family in text_string_to_metric_families(body)}
     assert {
@@ -104,7 +105,7 @@ async def test_jobs_added_are_counted_per_queue(proxy):
 async def test_metrics_token_is_required_when_set(redis_url):
     proxy = await start_proxy(make_config(redis_url, metrics_token="scrape-secret"))
     try:
-        status, body, headers = await proxy.request("GET", "/metrics")
+        status, body, headers = await proxy.request("GET", "/metrics", headers=AUTH)
         assert status == 401
         assert body["type"] == "/problems/unauthorized"
         assert headers.getRawHeaders("www-authenticate")

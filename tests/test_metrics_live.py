@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, task
 
 from bullmq_proxy.bridge import as_future
-from tests.support import TOKEN, aio, make_config, start_live_proxy
+from tests.support import AUTH, TOKEN, aio, make_config, start_live_proxy
 from tests.workers_helpers import (
     add_job,
     eventually,
@@ -29,7 +29,7 @@ async def live(redis_url):
 
 
 async def scrape(live) -> dict:
-    status, text, _ = await live.request("GET", "/metrics")
+    status, text, _ = await live.request("GET", "/metrics", headers=AUTH)
     assert status == 200
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -22,10 +23,13 @@ import attrs
 import pytest
 import yaml
 
-from bullmq_proxy.config import SETTINGS
-from bullmq_proxy.metrics import Metrics
+from bullmq_proxy.config import SETTINGS, Config
 from bullmq_proxy.redis.embedded import free_port
 from tests.twistd_process import REPO, TWISTD, TwistdProxy, proxy_env
+
+# Real twistd processes, installs or packaging steps: part of the slow subset.
+pytestmark = pytest.mark.slow
+
 
 STOPPED_BY_TERM = -signal.SIGTERM
 UNITS = REPO / "contrib" / "systemd"
@@ -103,8 +107,10 @@ def unit(name: str) -> configparser.ConfigParser:
 
 def test_dockerfile_is_a_small_non_root_image_running_twistd():
     build, final = stages(dockerfile())
-    assert only(build, "FROM").arguments == "python:3.11-slim AS build"
-    assert only(final, "FROM").arguments == "python:3.11-slim"
+    base = only(final, "FROM").arguments
+    # An exact Python and Debian release (or a digest), never a moving tag like 3.11-slim.
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base), base
+    assert only(build, "FROM").arguments == f"{base} AS build"
     assert only(final, "USER").arguments not in ("root", "0")
     assert json.loads(only(final, "CMD").arguments) == [
         "twistd", "--nodaemon", "--pidfile=", "bullmq-proxy",
@@ -119,52 +125,94 @@ def test_dockerfile_is_a_small_non_root_image_running_twistd():
     assert only(final, "EXPOSE").arguments == port
 
 
+def _sources(instruction: Instruction) -> list[str]:
+    *sources, _ = instruction.arguments.split()
+    return sources
+
+
+def test_dockerfile_installs_pinned_dependencies_in_a_layer_before_the_sources():
+    build, _ = stages(dockerfile())
+    steps = [i for i in build if i.keyword in ("COPY", "RUN")]
+    first_run = next(n for n, i in enumerate(steps) if i.keyword == "RUN")
+    # Before the dependencies are installed, only what names and pins them is copied in.
+    copied_first = {s for i in steps[:first_run] for s in _sources(i)}
+    assert copied_first == {"setup.cfg", "constraints.txt"}
+    dependencies = steps[first_run].arguments
+    assert "-c constraints.txt" in dependencies
+    copied_later = {s for i in steps[first_run:] if i.keyword == "COPY" for s in _sources(i)}
+    assert {"bullmq_proxy", "plugins", "twisted"} <= copied_later
+    (project,) = [i.arguments for i in steps[first_run + 1:] if i.keyword == "RUN"]
+    assert "pip install --no-cache-dir --no-deps ." in project
+
+
+def test_every_runtime_dependency_is_pinned_by_the_constraints(tmp_path):
+    build, _ = stages(dockerfile())
+    listing = next(step for step in map(str.strip, only_first_run(build).split("&&"))
+                   if step.startswith("python -c") and step.endswith("> requirements.txt"))
+    shutil.copy(REPO / "setup.cfg", tmp_path)
+    (tmp_path / "python").symlink_to(sys.executable)
+    subprocess.run(["sh", "-c", listing], cwd=tmp_path, check=True,
+                   env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    required = [line.strip() for line in (tmp_path / "requirements.txt").read_text()
+                .splitlines() if line.strip()]
+    assert len(required) >= 10
+    pinned = {_name(line.split("==")[0]): line.split("==")[1]
+              for line in (REPO / "constraints.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    for requirement in required:
+        name = _name(re.split(r"[\[<>=~! ]", requirement, maxsplit=1)[0])
+        assert name in pinned, requirement
+
+
+def _name(text: str) -> str:
+    return re.sub(r"[-_.]+", "-", text).lower()
+
+
+def only_first_run(stage: list[Instruction]) -> str:
+    return next(i.arguments for i in stage if i.keyword == "RUN")
+
+
 def test_dockerfile_copies_only_what_exists_and_sets_known_settings():
     build, final = stages(dockerfile())
     for instruction in build:
         if instruction.keyword == "COPY":
-            *sources, _ = instruction.arguments.split()
-            for source in sources:
+            for source in _sources(instruction):
                 assert (REPO / source).exists(), f"COPY {source}: no such file"
     known = {s.env for s in SETTINGS} | {"PORT", "PATH", "PYTHONUNBUFFERED"}
     assert set(env_of(final)) <= known
     copied = only(final, "COPY").arguments.split()
     assert copied[0] == "--from=build"
     venv = copied[1]
-    assert f"python -m venv {venv}" in only(build, "RUN").arguments
+    assert f"python -m venv {venv}" in only_first_run(build)
     assert env_of(final)["PATH"].startswith(f"{venv}/bin:")
 
 
 def test_image_steps_build_a_working_proxy_in_a_plain_venv(tmp_path, redis_url):
-    """The build stage's RUN with its venv path moved under tmp, then the final stage's
-    CMD and HEALTHCHECK; dependencies come from the test venv so no download is needed
-    beyond the build backend."""
+    """The build stage's COPY and RUN steps in order, with the venv under tmp, then the final
+    stage's CMD and HEALTHCHECK. The new venv sees the test venv's packages, so that pip finds
+    the pinned dependencies installed already; nothing is downloaded but the build backend."""
     build, final = stages(dockerfile())
     source = tmp_path / "src"
     source.mkdir()
+    venv_path = only(final, "COPY").arguments.split()[1]
+    venv = tmp_path / "venv"
+    shell_path = tmp_path / "bin"
+    shell_path.mkdir()
+    (shell_path / "python").symlink_to(sys.executable)  # the image's python, on PATH
+    shell_env = {**os.environ, "PATH": f"{shell_path}:{os.environ['PATH']}"}
     for instruction in build:
         if instruction.keyword == "COPY":
-            *sources, _ = instruction.arguments.split()
-            for name in sources:
+            for name in _sources(instruction):
                 copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
                 copy(REPO / name, source / name,
                      **({"ignore": shutil.ignore_patterns("__pycache__", "dropin.cache")}
                         if (REPO / name).is_dir() else {}))
-    venv_path = only(final, "COPY").arguments.split()[1]
-    venv = tmp_path / "venv"
-    run = only(build, "RUN").arguments.replace(venv_path, str(venv))
-    create, install, plugins = (step.strip() for step in run.split("&&"))
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # The console script pip would have made had it installed Twisted into this venv.
-    twistd = venv / "bin" / "twistd"
-    twistd.write_text(f"#!{venv}/bin/python\nfrom twisted.scripts.twistd import run\nrun()\n")
-    twistd.chmod(0o755)
-    for step in (install, plugins):
-        subprocess.run(shlex.split(step), cwd=source, check=True, capture_output=True,
-                       timeout=300)
-    assert create.startswith("python -m venv ")
+        elif instruction.keyword == "RUN":
+            for step in instruction.arguments.replace(venv_path, str(venv)).split("&&"):
+                subprocess.run(["sh", "-c", step.strip()], cwd=source, env=shell_env,
+                               check=True, capture_output=True, timeout=300)
+                if step.strip().startswith("python -m venv "):
+                    _share_test_packages(venv)
 
     home = tmp_path / "home"
     home.mkdir()
@@ -176,6 +224,10 @@ def test_image_steps_build_a_working_proxy_in_a_plain_venv(tmp_path, redis_url):
     located = subprocess.run(["python", "-c", "import bullmq_proxy; print(bullmq_proxy.__file__)"],
                              env=env, cwd=home, capture_output=True, text=True, check=True)
     assert located.stdout.startswith(str(venv))
+    # The systemd unit's Documentation= names a page this install has (same venv path).
+    documentation = unit("bullmq-proxy.service")["Unit"]["Documentation"]
+    assert documentation.startswith(f"file://{venv_path}/")
+    assert Path(documentation.replace(f"file://{venv_path}", str(venv))).is_file()
 
     command = json.loads(only(final, "CMD").arguments)
     log_path = home / "twistd.log"
@@ -201,6 +253,15 @@ def test_image_steps_build_a_working_proxy_in_a_plain_venv(tmp_path, redis_url):
                           timeout=10).returncode != 0
 
 
+def _share_test_packages(venv: Path) -> None:
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The console script pip would have made had it installed Twisted into this venv.
+    twistd = venv / "bin" / "twistd"
+    twistd.write_text(f"#!{venv}/bin/python\nfrom twisted.scripts.twistd import run\nrun()\n")
+    twistd.chmod(0o755)
+
+
 def test_systemd_units_are_hardened_and_match_each_other():
     service, sock = unit("bullmq-proxy.service"), unit("bullmq-proxy.socket")
     svc = service["Service"]
@@ -221,6 +282,15 @@ def test_systemd_units_are_hardened_and_match_each_other():
     streams = [v for k, v in sock["Socket"].items() if k == "ListenStream"]
     assert len(streams) == 1
     socket.inet_aton(streams[0].rsplit(":", 1)[0])
+
+
+def test_the_systemd_recipe_starts_the_service_at_boot_not_at_the_first_connection():
+    service = unit("bullmq-proxy.service")
+    assert service["Install"]["WantedBy"] == "multi-user.target"
+    recipe = (REPO / "docs" / "operations.md").read_text().split("### systemd", 1)[1]
+    commands = recipe.split("```sh", 1)[1].split("```", 1)[0]
+    enable = next(line for line in commands.splitlines() if "systemctl enable" in line)
+    assert {"bullmq-proxy.socket", "bullmq-proxy.service"} <= set(shlex.split(enable))
 
 
 def test_systemd_analyze_accepts_the_units(tmp_path):
@@ -339,14 +409,77 @@ def test_kubernetes_manifest_probes_existing_routes_as_the_image_user():
     assert any(data_dir.startswith(mount["mountPath"]) for mount in container["volumeMounts"])
 
 
-def test_operations_doc_covers_every_setting_and_metric():
+def test_operations_doc_covers_every_setting():
+    # Its metrics table: tests/test_metrics_queues.py.
     text = (REPO / "docs" / "operations.md").read_text()
     for setting in SETTINGS:
         assert f"| `{setting.env}` | `--{setting.option}` |" in text, setting.env
-    metrics = Metrics()
-    names = {family.name for family in metrics.registry.collect()
-             if family.name.startswith("bullmq_proxy_")}
-    assert names
-    for name in names:
-        # Counters are documented with the _total their samples carry.
-        assert name in text, name
+
+
+# What a stop takes beyond WORKER_SHUTDOWN_GRACE (docs/operations.md, "Shutdown").
+STOP_MARGIN_SECONDS = 5
+
+
+def test_supervisors_wait_longer_than_a_graceful_stop_takes():
+    grace = Config().worker_shutdown_grace
+    documents = {doc["kind"]: doc for doc in
+                 yaml.safe_load_all((REPO / "docs" / "kubernetes.yaml").read_text())}
+    pod = documents["Deployment"]["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep"
+    assert pod["terminationGracePeriodSeconds"] >= int(pause[1]) + grace + STOP_MARGIN_SECONDS
+
+    timeout = unit("bullmq-proxy.service")["Service"]["TimeoutStopSec"]
+    assert int(timeout) >= grace + STOP_MARGIN_SECONDS
+
+    compose = yaml.safe_load((REPO / "docs" / "docker-compose.yml").read_text())
+    stop = compose["services"]["proxy"]["stop_grace_period"]
+    assert stop.endswith("s")
+    assert int(stop[:-1]) >= grace + STOP_MARGIN_SECONDS
+
+
+def _compose_interpolated(value: str, env: dict[str, str]) -> str:
+    """What Docker Compose makes of ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        given = env.get(name, "")
+        if operator == ":-":
+            return given or argument
+        if operator == ":?":
+            assert given, f"compose would refuse to start: {argument}"
+        return given
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", substitute, value)
+
+
+@pytest.mark.slow
+def test_the_compose_file_environment_starts_the_proxy(tmp_path, redis_server):
+    compose = yaml.safe_load((REPO / "docs" / "docker-compose.yml").read_text())
+    environment = {name: _compose_interpolated(str(value), {"AUTH_TOKENS": "secret"})
+                   for name, value in compose["services"]["proxy"]["environment"].items()}
+    assert environment["METRICS_TOKEN"] == ""  # what ${METRICS_TOKEN:-} gives when unset
+    _, final = stages(dockerfile())
+    port = free_port()
+    redis_host, redis_port = redis_server.removeprefix("redis://").split("/")[0].split(":")
+    env = {
+        **proxy_env(), **env_of(final), **environment,
+        # Only the addresses differ from the containers: the redis service, the mapped port.
+        "REDIS_HOST": redis_host, "REDIS_PORT": redis_port, "PORT": str(port),
+        "DATA_DIR": str(tmp_path / "data"), "PATH": os.environ["PATH"],
+    }
+    command = json.loads(only(final, "CMD").arguments)
+    log_path = tmp_path / "twistd.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([TWISTD[0], *command[1:]], env=env, cwd=tmp_path,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    proxy = TwistdProxy(process, port, log_path)
+    try:
+        proxy.wait_ready()
+        assert proxy.request("GET", "/queues/mail/jobs", token="secret")[0] == 200
+        # No METRICS_TOKEN: an API token scrapes, nobody else.
+        assert proxy.request("GET", "/metrics", token="secret")[0] == 200
+        assert proxy.request("GET", "/metrics")[0] == 401
+    finally:
+        assert proxy.stop() == STOPPED_BY_TERM
+    assert all(json.loads(line) for line in proxy.output().splitlines())

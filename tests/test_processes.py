@@ -29,6 +29,10 @@ from bullmq_proxy.redis.embedded import free_port
 from bullmq_proxy.reuseport import ReusePortEndpoint, parse_endpoint
 from tests.twistd_process import proxy_env, run_twistd, start_twistd
 
+# Real twistd processes, installs or packaging steps: part of the slow subset.
+pytestmark = pytest.mark.slow
+
+
 TOKEN = "processes-token"
 
 

@@ -136,10 +136,10 @@ async def test_untagged_queue_name_is_refused_before_redis(plain_prefix_proxy):
 @pytest_twisted.ensureDeferred
 async def test_probes_and_metrics_on_a_cluster(tagged_prefix_proxy):
     body = await until_ready(tagged_prefix_proxy)
-    assert body["checks"] == {"redis": "ok", "workers": "ok"}
+    assert body["checks"] == {"redis": "ok", "workers": "ok", "shutdown": "ok"}
     await tagged_prefix_proxy.request("POST", "/queues/mail/jobs",
                                       json_body=[{"name": "a", "data": 1}], headers=AUTH)
-    _, text, _ = await tagged_prefix_proxy.request("GET", "/metrics")
+    _, text, _ = await tagged_prefix_proxy.request("GET", "/metrics", headers=AUTH)
     assert 'bullmq_proxy_jobs_added_total{queue="mail"} 1.0' in text
 
 

@@ -76,7 +76,7 @@ async def test_unknown_master_name_is_not_ready(sentinel_port, tmp_path):
            "AUTH_TOKENS": TOKEN, "DATA_DIR": str(tmp_path)}
     proxy = await start_proxy(load_config(env))
     try:
-        status, body, _ = await proxy.request("GET", "/readyz")
+        status, body, _ = await proxy.request("GET", "/readyz", headers=AUTH)
         assert status == 503
         assert "MasterNotFoundError" in body["checks"]["redis"]
     finally:

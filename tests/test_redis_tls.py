@@ -76,8 +76,11 @@ async def _ready(config) -> int:
 
 async def _not_ready(config) -> dict:
     proxy = await start_proxy(config)
+    # A refused TLS handshake, retried by the client, can take longer than a probe waits on
+    # a loaded machine; these tests read the reason, so they wait for it.
+    proxy.context.readiness.timeout = 10
     try:
-        status, body, _ = await proxy.request("GET", "/readyz")
+        status, body, _ = await proxy.request("GET", "/readyz", headers=AUTH)
         assert status == 503
         return body
     finally:

@@ -6,14 +6,28 @@ import json
 
 import pytest
 from treq.testing import HasHeaders, RequestSequence, StringStubbingResource, StubTreq
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseFailed, ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from bullmq_proxy.workers.dispatcher import EndpointCaller
 from bullmq_proxy.workers.metadata import Endpoint
-from bullmq_proxy.workers.policy import Outcome, Reply, Verdict, judge, judge_error
+from bullmq_proxy.workers.policy import (
+    DEFAULT_MAX_RETRY_DELAY_MS,
+    Outcome,
+    Reply,
+    Verdict,
+    judge,
+    judge_error,
+)
 
 URL = "http://endpoint.test/hook"
 BODY = json.dumps({"job": {"id": "7"}, "token": "tok"}).encode()
@@ -187,3 +201,69 @@ def test_an_answer_larger_than_the_limit_fails_the_job():
     small = EndpointCaller(stub, Clock(), "mail", Endpoint(URL, "POST", {}, 1000),
                            max_answer_bytes=5000)
     assert outcome_of(stub, small.call("7", 1, BODY)).value == "x" * 5000
+
+
+# Answers that the first release could not take (issue 11).
+
+HOUR_MS = DEFAULT_MAX_RETRY_DELAY_MS
+
+
+@pytest.mark.parametrize(("answer", "delay"), [
+    (reply(429, retry_after="99999999999999999999"), HOUR_MS),
+    (reply(503, retry_after="9" * 5000), HOUR_MS),
+    (reply(429, retry_after="Fri, 31 Dec 9999 23:59:59 GMT"), HOUR_MS),
+    (reply(500, bullmq_proxy_retry="after=99999999999999999999999"), HOUR_MS),
+    (reply(500, bullmq_proxy_retry="after=0000000000000000000000000001500"), 1500),
+    (reply(429, retry_after="120"), 120_000),
+])
+def test_a_delay_the_endpoint_asks_for_is_capped(answer, delay):
+    outcome = judge(answer, NOW)
+    assert (outcome.verdict, outcome.delay_ms) == (Verdict.DELAY, delay)
+    assert judge(answer, NOW, max_delay_ms=60_000).delay_ms == min(delay, 60_000)
+
+
+@pytest.mark.parametrize("garbage", ["²", "٣", "1_000", "-5", "1e3", "Fri, 99 Foo 2023", "\x00"])
+def test_a_retry_after_that_is_not_a_number_or_date_is_ignored(garbage):
+    assert judge(reply(429, retry_after=garbage), NOW).verdict is Verdict.RETRY
+    assert judge(reply(500, bullmq_proxy_retry=f"after={garbage}"), NOW).verdict is Verdict.RETRY
+
+
+@pytest.mark.parametrize("body", [b"1e400", b"[" * 1000 + b"]" * 1000,
+                                  b'{"a": "\\ud800"}', b"[" * 100_000 + b"]" * 100_000])
+def test_a_json_answer_that_cannot_be_stored_fails_without_retry(body):
+    outcome = judge(Reply(200, {"content-type": "application/json"}, body), NOW)
+    assert outcome.verdict is Verdict.FAIL
+    assert outcome.reason.startswith("endpoint answered 200 with JSON the proxy cannot store")
+    assert "not retried, since the endpoint did the work" in outcome.reason
+
+
+def test_a_json_answer_at_the_depth_limit_completes():
+    body = b"[" * 128 + b"]" * 128
+    assert judge(Reply(200, {"content-type": "application/json"}, body), NOW).verdict \
+        is Verdict.COMPLETE
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (ResponseNeverReceived([Failure(ConnectionDone())]),
+     "endpoint call failed: the endpoint closed the connection without answering "
+     "(Connection was closed cleanly.)"),
+    (ResponseFailed([Failure(ConnectionLost("gone"))]),
+     "endpoint call failed: the endpoint's answer was cut off (Connection to the other side "
+     "was lost in a non-clean fashion: gone.)"),
+    (ResponseNeverReceived([]),
+     "endpoint call failed: the endpoint closed the connection without answering"),
+    (DNSLookupError("no.such.host"), "endpoint call failed: DNS lookup failed: no.such.host."),
+    (RuntimeError("two\nlines"), "endpoint call failed: two lines"),
+])
+def test_a_failed_call_is_described_in_a_sentence(error, reason):
+    outcome = judge_error(error, 100)
+    assert (outcome.verdict, outcome.reason) == (Verdict.RETRY, reason)
+    assert "Failure" not in outcome.reason
+
+
+def test_the_caller_caps_delays_with_its_setting():
+    stub = StubTreq(StringStubbingResource(
+        lambda *args: (429, {b"Retry-After": b"86400"}, b"busy")))
+    capped = EndpointCaller(stub, Clock(), "mail", Endpoint(URL, "PUT", {}, 3000),
+                            max_retry_delay_ms=5000)
+    assert outcome_of(stub, capped.call("7", 1, BODY)).delay_ms == 5000

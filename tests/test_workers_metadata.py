@@ -62,8 +62,9 @@ def test_stored_json_from_the_original_is_read_verbatim():
     raw = '{"queue": "mail", "endpoint": {"url": "http://a.test/", "method": "POST"}}'
     metadata = load_metadata(raw, CONFIG)
     assert metadata.raw == raw
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(ProxyError) as caught:
         load_metadata("{not json", CONFIG)
+    assert caught.value.kind.slug == "invalid-json"
 
 
 @pytest.mark.parametrize(("value", "field"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer
 
@@ -12,6 +13,9 @@ from bullmq_proxy.redis.embedded import free_port
 from tests.support import TOKEN
 from tests.twistd_process import proxy_env, start_twistd
 from tests.workers_helpers import eventually, listen_endpoint, ok
+
+# Real twistd processes, installs or packaging steps: part of the slow subset.
+pytestmark = pytest.mark.slow
 
 
 def completed_events(sync_redis, queue, job_id):

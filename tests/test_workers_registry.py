@@ -107,7 +107,8 @@ async def test_list_get_and_delete(proxy):
     assert status == 200
     assert detail["queue"] == "mail"
     assert detail["opts"] == {"concurrency": 3}
-    assert detail["endpoint"]["headers"] == {"Authorization": "[redacted]", "X-Plain": "visible"}
+    # Only headers that never carry credentials keep their values.
+    assert detail["endpoint"]["headers"] == {"Authorization": "[redacted]", "X-Plain": "[redacted]"}
     assert detail["state"]["running"] is True
     assert detail["state"]["inFlight"] == 0
     assert detail["state"]["lastError"] is None
@@ -227,3 +228,22 @@ async def test_without_redis_the_registry_is_not_loaded_and_stopping_still_works
     await task.deferLater(reactor, 0.5)
     assert workers_of(proxy).loaded is False
     await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_secrets_in_urls_and_headers_are_never_shown(proxy):
+    body = registration(url="https://hooks.test/run?apikey=s3cret&team=a")
+    body["endpoint"]["headers"] = {"X-Access": "s3cret", "X-Session": "s3cret",
+                                   "Content-Type": "application/json"}
+    await proxy.request("POST", "/workers", json_body=body, headers=AUTH)
+    _, listed, _ = await proxy.request("GET", "/workers", headers=AUTH)
+    assert listed["mail"] == "https://hooks.test/run?apikey=[redacted]&team=[redacted]"
+    _, detail, _ = await proxy.request("GET", "/workers/mail", headers=AUTH)
+    assert detail["endpoint"]["url"] == listed["mail"]
+    assert detail["endpoint"]["headers"] == {
+        "X-Access": "[redacted]", "X-Session": "[redacted]", "Content-Type": "application/json"}
+    await proxy.request("POST", "/queues/mail/jobs", json_body=[{"name": "n", "data": 1}],
+                        headers=AUTH)
+    _, queue, _ = await proxy.request("GET", "/queues/mail", headers=AUTH)
+    assert "s3cret" not in str(queue)
+    assert "s3cret" not in str(listed) + str(detail)

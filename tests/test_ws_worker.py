@@ -11,7 +11,7 @@ from bullmq import Queue, Worker
 from bullmq.custom_errors import DelayedError
 
 from bullmq_proxy.config import RedisSettings
-from bullmq_proxy.redis.connection import worker_client
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.ws.worker import WorkerSession
 from tests.support import make_config, start_live_proxy
 from tests.ws_support import connect, on_asyncio
@@ -180,8 +180,8 @@ async def test_job_taken_after_the_close_goes_back_without_losing_an_attempt(
         def hold_reading(self, reason, holding):
             pass
 
-    client = worker_client(RedisSettings(url=redis_url), 1)
-    session = WorkerSession(Channel(), "mail", 1, {}, 5.0, client)
+    connections = WorkerConnections(RedisSettings(url=redis_url), "bull")
+    session = WorkerSession(Channel(), "mail", 1, {}, 5.0, connections)
     await session.closed()
     (job,) = await add(redis_url, ("late", 1, {"attempts": 1}))
     # Take the job the way the session's worker would have, just after its socket closed.
@@ -193,9 +193,44 @@ async def test_job_taken_after_the_close_goes_back_without_losing_an_attempt(
             await session.worker.processor(active, "tok-1")
     finally:
         await taker.close()
+        await connections.close()
     assert sent == []
     assert sync_redis.lrange("bull:mail:active", 0, -1) == []
     assert (sync_redis.zscore("bull:mail:delayed", job.id) is not None
             or job.id in sync_redis.lrange("bull:mail:wait", 0, -1))
     assert sync_redis.hget(f"bull:mail:{job.id}", "atm") in (None, "0")
     assert sync_redis.hget(f"bull:mail:{job.id}", "failedReason") is None
+
+
+@on_asyncio
+async def test_worker_sockets_are_capped_per_instance(redis_url):
+    from tests.ws_support import raw_upgrade
+
+    proxy = await start_live_proxy(make_config(redis_url, ws_max_workers=2,
+                                               ws_max_worker_slots=5))
+    try:
+        first = await connect(proxy.url, "/ws/queues/mail/process/2")
+        status, headers, body = await raw_upgrade(proxy.url,
+                                                  "/ws/queues/mail/process/4?token=test-token")
+        problem = json.loads(body)
+        assert (status, problem["type"], problem["field"]) == (
+            429, "/problems/rate-limited", "concurrency")
+        assert headers["retry-after"] == "5"
+        assert "WS_MAX_WORKER_SLOTS" in problem["detail"]
+        second = await connect(proxy.url, "/ws/queues/other/process/3")
+        status, _, body = await raw_upgrade(proxy.url, "/ws/queues/mail/process/1?token=test-token")
+        assert status == 429
+        assert "WS_MAX_WORKERS" in json.loads(body)["detail"]
+        # Queue and event sockets are not workers: they are not counted.
+        queue = await connect(proxy.url, "/ws/queues/mail")
+        assert (await queue.call(1, "getJobCounts"))["ok"] is not None
+        await first.close()
+        await wait_for(lambda: _worker_sockets(proxy) == 1)
+        third = await connect(proxy.url, "/ws/queues/mail/process/2")
+        await asyncio.gather(second.close(), third.close(), queue.close())
+    finally:
+        await proxy.stop_from_asyncio()
+
+
+def _worker_sockets(proxy):
+    return proxy.proxy.services.getServiceNamed("websockets").worker_slots()[0]

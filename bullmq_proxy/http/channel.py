@@ -39,8 +39,9 @@ from bullmq_proxy.errors import (
     ProxyError,
 )
 from bullmq_proxy.http.request import LeanRequest
-from bullmq_proxy.http.router import RequestObserver, write_problem
+from bullmq_proxy.http.router import RequestObserver
 from bullmq_proxy.sockets import write_now
+from bullmq_proxy.web import write_problem
 
 log = Logger(namespace="bullmq_proxy.http")
 

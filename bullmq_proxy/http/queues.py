@@ -3,72 +3,77 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-from bullmq import Job, Queue
+from urllib.parse import quote
 
 from bullmq_proxy.batching import AddBatcher
-from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
+from bullmq_proxy.core.adding import add_jobs
+from bullmq_proxy.core.events import EventsHub
+from bullmq_proxy.core.job_admin import JobAdmin
+from bullmq_proxy.core.waiting import add_and_wait
+from bullmq_proxy.errors import JOB_FAILED, NOT_FOUND, ProxyError, invalid
 from bullmq_proxy.http.router import Call, Reply
+from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.queues import QueueRegistry
-from bullmq_proxy.validation import NewJob, validate_jobs, validate_page, validate_states
-
-BulkAdd = Callable[[Queue, Sequence[dict[str, Any]]], Awaitable[list[Job]]]
-
-
-async def add_jobs(
-    queue: Queue, jobs: list[NewJob], bulk: BulkAdd | None = None
-) -> list[dict[str, Any]]:
-    """Add jobs in one pipelined bulk call; repeatable ones become job schedulers.
-
-    ``bulk`` adds the plain jobs (default: the queue's own ``addBulk``; the REST route passes
-    an ``AddBatcher`` that shares round trips between requests). The answer keeps the order
-    of the request.
-    """
-    plain = [(i, job) for i, job in enumerate(jobs) if "repeat" not in job.opts]
-    repeating = [(i, job) for i, job in enumerate(jobs) if "repeat" in job.opts]
-    rendered: list[dict[str, Any]] = [{} for _ in jobs]
-    if plain:
-        specs = [{"name": job.name, "data": job.data, "opts": job.opts} for _, job in plain]
-        added = await (bulk(queue, specs) if bulk else queue.addBulk(specs))
-        for (index, _), job in zip(plain, added, strict=True):
-            rendered[index] = job_json(job)
-    for index, job in repeating:
-        opts = dict(job.opts)
-        repeat = opts.pop("repeat")
-        scheduler_id = repeat.pop("key", job.name)
-        next_job = await queue.upsertJobScheduler(scheduler_id, repeat, job.name, job.data, opts)
-        rendered[index] = (
-            job_json(next_job) if next_job is not None
-            else {"name": job.name, "data": job.data, "opts": job.opts, "id": None}
-        )
-    return rendered
+from bullmq_proxy.redis.layout import job_types
+from bullmq_proxy.validation import validate_jobs, validate_page, validate_states
 
 
 class QueueRoutes:
     """Handlers bound to the proxy's queue registry."""
 
-    def __init__(self, queues: QueueRegistry, metrics: Metrics) -> None:
+    def __init__(self, queues: QueueRegistry, metrics: Metrics, jobs: JobAdmin,
+                 events: EventsHub) -> None:
         self._queues = queues
         self._metrics = metrics
+        self._jobs = jobs
+        self._events = events
         self._batcher = AddBatcher(queues.client)
+        self._updates = JobUpdates(queues)
 
     async def add(self, call: Call) -> Any:
         jobs = validate_jobs(call.json())
+        wait = call.args.get("wait", 0)
+        if wait and len(jobs) != 1:
+            raise invalid("wait", "wait takes exactly one job: send a body of one job")
         queue = self._queues.get(call.params["queueName"])
-        added = await add_jobs(queue, jobs, self._batcher.add_bulk)
-        self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
-        return added
+        if not wait:
+            added = await add_jobs(queue, jobs, self._batcher.add_bulk)
+            self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
+            return added
+
+        async def add_one() -> str:
+            (job,) = await add_jobs(queue, jobs, self._batcher.add_bulk)
+            self._metrics.jobs_added.labels(call.params["queueName"]).inc()
+            return job["id"]
+
+        job_id, finished = await add_and_wait(self._events, queue, add_one, wait)
+        if finished is None:
+            location = f"{call.request.path.decode('utf-8', 'replace')}/{quote(job_id)}"
+            return Reply(status=202, body={"id": job_id, "url": location},
+                         headers={"Location": location})
+        if finished.get("state") == "failed":
+            raise ProxyError(JOB_FAILED, f"The job failed: {finished.get('failedReason')}",
+                             job=finished)
+        return finished
 
     async def list(self, call: Call) -> Any:
         page = validate_page(call.query)
-        states = validate_states(call.query.get("statuses"))
+        requested = validate_states(call.query.get("statuses"))
         queue = self._queues.get(call.params["queueName"])
+        states = job_types(requested, await self._queues.layout_of(queue))
+        name = call.query.get("name")
+        if name is not None:
+            if not name:
+                raise invalid("name", "name must be a non-empty job name")
+            counts, found = await asyncio.gather(
+                queue.getJobCounts(*states),
+                self._jobs.find_by_name(queue, name, states, page.start, page.length))
+            return {"counts": counts, **found}
         counts, jobs = await asyncio.gather(
-            queue.getJobCounts(*states), queue.getJobs(list(states), page.start, page.end)
+            queue.getJobCounts(*states), queue.getJobs(states, page.start, page.end)
         )
         return {
             "counts": counts,
@@ -97,8 +102,7 @@ class QueueRoutes:
             body = body["progress"]
         if isinstance(body, bool) or not isinstance(body, int | float | dict):
             raise invalid("progress", "progress must be a number or a JSON object")
-        queue = self._queues.get(call.params["queueName"])
-        await queue.backend.updateProgress(call.params["jobId"], body)
+        await self._updates.update_progress(call.params["queueName"], call.params["jobId"], body)
         return Reply(text="OK")
 
     async def add_log(self, call: Call) -> Any:
@@ -108,6 +112,5 @@ class QueueRoutes:
             body = body["log"]
         if not isinstance(body, str):
             raise invalid("log", 'the log must be a JSON string or {"log": "..."}')
-        queue = self._queues.get(call.params["queueName"])
-        await queue.backend.addLog(call.params["jobId"], body)
+        await self._updates.add_log(call.params["queueName"], call.params["jobId"], body)
         return Reply(text="OK")

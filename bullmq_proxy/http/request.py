@@ -148,6 +148,16 @@ class LeanRequest:
         self._notify(None)
         self.channel.request_done(self)
 
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """A streaming answer (Server-Sent Events) is paused while the client reads slower
+        than it is written to, as on Twisted's request: the transport does the pausing."""
+        if self.channel is not None and self.channel.transport is not None:
+            self.channel.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if self.channel is not None and self.channel.transport is not None:
+            self.channel.transport.unregisterProducer()
+
     def notifyFinish(self) -> Deferred[None]:
         if self.finished:
             return succeed(None)

@@ -8,17 +8,13 @@ is no other error page.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import attrs
-import redis.exceptions
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -30,20 +26,22 @@ from bullmq_proxy.config import Config
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.errors import (
     INTERNAL,
-    INVALID_FIELD,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
-    REDIS_UNAVAILABLE,
-    TIMEOUT,
     ProxyError,
+    classify,
 )
+from bullmq_proxy.http.cors import Cors
+from bullmq_proxy.logs import Logger
+from bullmq_proxy.rights import Principal, Right
+from bullmq_proxy.schemas.check import Schema, check, check_query
 from bullmq_proxy.validation import parse_json, validate_queue_name
+from bullmq_proxy.web import split_path, write_problem
 
 log = Logger(namespace="bullmq_proxy.http")
 
 JSON_TYPE = b"application/json; charset=utf-8"
-PROBLEM_TYPE = b"application/problem+json"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 
 
@@ -59,15 +57,29 @@ class Reply:
 
 @attrs.frozen
 class Call:
-    """What a handler gets: the matched parameters, the query and the body."""
+    """What a handler gets: the matched parameters, the query and the body; for a route
+    that declares its shapes, ``data`` (the checked body) and ``args`` (the checked query)."""
 
     request: IRequest
     params: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes
+    data: Any = None
+    args: Mapping[str, Any] = attrs.field(factory=dict)
+    principal: Principal | None = None
 
     def json(self) -> Any:
         return parse_json(self.body)
+
+
+@attrs.frozen
+class Stream:
+    """A response written over time (Server-Sent Events): ``serve`` writes to the request
+    after the headers are sent and returns when the stream ends. It runs outside the
+    request timeout, which bounds only what comes before."""
+
+    content_type: bytes
+    serve: Callable[[IRequest], Awaitable[None]]
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -77,27 +89,36 @@ RequestObserver = Callable[[str | None, bytes, int, float], None]
 
 @attrs.frozen
 class Route:
+    """One route: its handler, who may call it, and the shapes of what it takes and answers
+    (JSON Schema; the router checks ``body`` and ``query``, the API document shows all)."""
+
     method: bytes
     template: str
     handler: Handler
     policy: Policy = Policy.TOKEN
+    body: Schema | None = None
+    query: Schema | None = None
+    response: Schema | None = None
+    summary: str = ""
+    status: int = 200
+    media: str = "application/json"
+    # Problem statuses the route answers besides those its policy and shapes imply.
+    statuses: tuple[int, ...] = ()
+    # The right a token needs (on the path's queue, when it names one); by default read
+    # for GET and manage for the other methods.
+    right: Right | None = None
+
+    @property
+    def needs(self) -> Right | None:
+        if self.policy is not Policy.TOKEN:
+            return None
+        if self.right is not None:
+            return self.right
+        return Right.READ if self.method == b"GET" else Right.MANAGE
 
     @property
     def segments(self) -> tuple[str, ...]:
         return tuple(self.template.strip("/").split("/")) if self.template != "/" else ()
-
-
-def split_path(raw_path: bytes) -> tuple[str, ...]:
-    """Path segments, each percent-decoded exactly once (``%2F`` stays inside its segment)."""
-    parts = raw_path.split(b"?", 1)[0].split(b"/")
-    segments = parts[1:]
-    if segments and segments[-1] == b"":
-        segments.pop()
-    try:
-        return tuple(unquote_to_bytes(part).decode("utf-8") for part in segments)
-    except UnicodeDecodeError:
-        raise ProxyError(INVALID_FIELD, "The path is not valid UTF-8 once decoded.", "path") \
-            from None
 
 
 def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] | None:
@@ -114,34 +135,6 @@ def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] |
     return params
 
 
-def write_problem(request: IRequest, error: ProxyError, instance: str | None = None) -> None:
-    request.setResponseCode(error.kind.status)
-    for name, value in error.headers.items():
-        request.setHeader(name, value)
-    request.setHeader(b"content-type", PROBLEM_TYPE)
-    instance = instance or request.path.decode("utf-8", "replace")
-    body = json.dumps(error.problem(instance)).encode("utf-8")
-    # A known length lets either channel send the whole answer in one write, unchunked.
-    request.setHeader(b"content-length", b"%d" % len(body))
-    request.write(body)
-    request.finish()
-
-
-def classify(err: BaseException) -> ProxyError | None:
-    """Map an infrastructure failure to its error kind; None for a bug."""
-    if isinstance(err, ProxyError):
-        return err
-    if isinstance(err, asyncio.TimeoutError | redis.exceptions.TimeoutError):
-        return ProxyError(TIMEOUT, "Redis did not answer in time; try again later.")
-    if isinstance(err, redis.exceptions.ConnectionError | ConnectionError):
-        return ProxyError(
-            REDIS_UNAVAILABLE,
-            "Redis is unavailable; try again later.",
-            headers={"Retry-After": "1"},
-        )
-    return None
-
-
 class Router(Resource):
     """Dispatches every REST request to its route."""
 
@@ -154,12 +147,18 @@ class Router(Resource):
         self._config = config
         self._gate = gate
         self._observe = observe
+        self._cors = Cors(config.cors_origins)
         self._routes: list[tuple[Route, tuple[str, ...]]] = []
 
     def add_routes(self, routes: Sequence[Route]) -> None:
         self._routes.extend((route, route.segments) for route in routes)
 
+    @property
+    def routes(self) -> list[Route]:
+        return [route for route, _ in self._routes]
+
     def render(self, request: IRequest) -> Any:
+        self._cors.decorate(request)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         started = time.monotonic()
@@ -168,19 +167,21 @@ class Router(Resource):
         done.addBoth(lambda _: self._log(request, started))
         return NOT_DONE_YET
 
+    def _methods(self, segments: Sequence[str]) -> list[bytes]:
+        """The methods of the routes whose template matches the path."""
+        return list(dict.fromkeys(route.method for route, template in self._routes
+                                  if _match(template, segments) is not None))
+
     def find(self, request: IRequest) -> tuple[Route, dict[str, str]]:
         segments = split_path(request.uri)
-        allowed: list[bytes] = []
         method = b"GET" if request.method == b"HEAD" else request.method
         for route, template in self._routes:
             params = _match(template, segments)
-            if params is None:
-                continue
-            if route.method == method:
+            if params is not None and route.method == method:
                 return route, params
-            allowed.append(route.method)
+        allowed = self._methods(segments)
         if allowed:
-            allow = ", ".join(m.decode() for m in dict.fromkeys(allowed))
+            allow = ", ".join(m.decode() for m in allowed)
             raise ProxyError(
                 METHOD_NOT_ALLOWED,
                 f"{request.method.decode()} is not allowed here; use {allow}.",
@@ -202,12 +203,44 @@ class Router(Resource):
             if not gone:
                 write_problem(request, error)
             return
-        if not gone:
-            self._write(request, result)
+        if gone:
+            return
+        if isinstance(result, Stream):
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", result.content_type)
+            request.setHeader(b"cache-control", b"no-store")
+            await result.serve(request)
+            if not gone:
+                request.finish()
+            return
+        self._write(request, result)
+
+    def _options(self, request: IRequest) -> Reply:
+        """OPTIONS, a CORS preflight included: the path's methods, no token needed."""
+        methods = self._methods(split_path(request.uri))
+        if not methods:
+            raise ProxyError(NOT_FOUND, "There is no such route.")
+        allow = ", ".join(m.decode() for m in [*methods, b"OPTIONS"])
+        return Reply(status=204, text="", headers={
+            "Allow": allow, **self._cors.preflight_headers(request, allow)})
 
     async def _run(self, request: IRequest) -> Any:
-        route, params = self.find(request)
+        if request.method == b"OPTIONS":
+            return self._options(request)
+        try:
+            route, params = self.find(request)
+        except ProxyError:
+            # Only a token holder learns which routes and methods exist (those of a public
+            # path are no secret).
+            segments = split_path(request.uri)
+            if not any(route.policy is Policy.PUBLIC for route, template in self._routes
+                       if _match(template, segments) is not None):
+                await self._gate.authorize(request, Policy.TOKEN, {})
+            raise
         request.route_template = route.template
+        # The token first, so that without one no answer tells about names or bodies.
+        principal = await self._gate.authorize(request, route.policy, params,
+                                               right=route.needs)
         if "queueName" in params:
             validate_queue_name(params["queueName"], self._config)
         request.content.seek(0)
@@ -218,13 +251,21 @@ class Router(Resource):
                 f"The body is larger than {self._config.max_body_size} bytes.",
                 headers={"Connection": "close"},
             )
-        await self._gate.authorize(request, route.policy, params)
         query = {
             key.decode("utf-8", "replace"): values[0].decode("utf-8", "replace")
             for key, values in request.args.items()
             if values
         }
-        return await route.handler(Call(request, params, query, body))
+        data = self._checked_body(route.body, body) if route.body is not None else None
+        args = check_query(route.query, query) if route.query is not None else {}
+        return await route.handler(Call(request, params, query, body, data, args, principal))
+
+    @staticmethod
+    def _checked_body(schema: Schema, body: bytes) -> Any:
+        # A body whose fields are all optional may be left out.
+        if not body.strip() and schema.get("type") == "object" and not schema.get("required"):
+            return check(schema, {}, "")
+        return check(schema, parse_json(body), "")
 
     def _write(self, request: IRequest, result: Any) -> None:
         reply = result if isinstance(result, Reply) else Reply(body=result)

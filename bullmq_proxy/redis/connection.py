@@ -8,10 +8,15 @@ The deployment decides the client class: a plain ``Redis`` on its own pool (stan
 TLS, unix socket), a ``Redis`` on a Sentinel-managed pool that follows fail-overs, or a
 ``RedisCluster`` that routes each command to the node owning its slot. BullMQ accepts all
 of them as its connection.
+
+A client may also be *bounded* (``bound=N``): at most N commands in flight, the others wait
+their turn, so that every worker of the process can share N connections whatever their
+concurrency. redis-py's own pools raise when they are full rather than wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
@@ -68,6 +73,40 @@ class ObservedRetry(Retry):
         return result
 
 
+class _Bounded:
+    """At most as many commands (or pipelines) in flight as the semaphore allows, so that a
+    pool of that many connections (per node, on Cluster) is never exhausted."""
+
+    _in_flight: asyncio.Semaphore | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self._in_flight is None:
+            return await super().execute_command(*args, **options)  # type: ignore[misc]
+        async with self._in_flight:
+            return await super().execute_command(*args, **options)  # type: ignore[misc]
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = super().pipeline(*args, **kwargs)  # type: ignore[misc]
+        if self._in_flight is None:
+            return pipe
+        execute, gate = pipe.execute, self._in_flight
+
+        async def gated(*call_args: Any, **call_kwargs: Any) -> Any:
+            async with gate:
+                return await execute(*call_args, **call_kwargs)
+
+        pipe.execute = gated
+        return pipe
+
+
+class BoundedRedis(_Bounded, aredis.Redis):
+    pass
+
+
+class BoundedCluster(_Bounded, RedisCluster):
+    pass
+
+
 def _tls_options(settings: RedisSettings) -> dict[str, Any]:
     """redis-py's ``ssl_*`` keywords; only valid on TLS connections."""
     if not settings.uses_tls:
@@ -93,9 +132,12 @@ def _credentials(settings: RedisSettings) -> dict[str, Any]:
 
 def create_client(
     settings: RedisSettings, *, blocking: bool = False, max_connections: int = 64,
-    events: RedisEvents | None = None,
+    events: RedisEvents | None = None, bound: int | None = None, name: str | None = None,
 ) -> RedisClient:
-    """A client on its own pool; closing queues that share it never closes the pool."""
+    """A client on its own pool; closing queues that share it never closes the pool.
+
+    ``bound``: at most that many commands in flight and that many connections (per node on
+    Cluster); ``name``: the ``CLIENT SETNAME`` of each of its connections."""
     if blocking:
         backoff, retries, socket_timeout = ExponentialBackoff(cap=5.0, base=0.1), 20, None
     else:
@@ -114,10 +156,22 @@ def create_client(
         **_credentials(settings),
         **_tls_options(settings),
     }
+    if bound is not None:
+        common["max_connections"] = bound
+    if name is not None:
+        common["client_name"] = name
+    client = _client(settings, common, bounded=bound is not None)
+    if bound is not None:
+        client._in_flight = asyncio.Semaphore(bound)  # type: ignore[union-attr]
+    return client
+
+
+def _client(settings: RedisSettings, common: dict[str, Any], bounded: bool) -> RedisClient:
     if settings.cluster:
-        return _cluster_client(settings, common)
+        return _cluster_client(settings, common, BoundedCluster if bounded else RedisCluster)
+    redis_class = BoundedRedis if bounded else aredis.Redis
     if settings.sentinels:
-        return _sentinel_client(settings, common)
+        return _sentinel_client(settings, common, redis_class)
     if settings.url:
         pool = aredis.ConnectionPool.from_url(settings.url, **common)
     else:
@@ -125,17 +179,19 @@ def create_client(
         pool = aredis.ConnectionPool(
             connection_class=connection_class, host=settings.host, port=settings.port, **common,
         )
-    return aredis.Redis(connection_pool=pool)
+    return redis_class(connection_pool=pool)
 
 
-def _cluster_client(settings: RedisSettings, common: dict[str, Any]) -> RedisCluster:
+def _cluster_client(settings: RedisSettings, common: dict[str, Any],
+                    cluster_class: type[RedisCluster]) -> RedisCluster:
     # The node in the URL or host is only where discovery starts; the pool limit is per node.
     if settings.url:
-        return RedisCluster.from_url(settings.url, **common)
-    return RedisCluster(host=settings.host, port=settings.port, ssl=settings.tls, **common)
+        return cluster_class.from_url(settings.url, **common)
+    return cluster_class(host=settings.host, port=settings.port, ssl=settings.tls, **common)
 
 
-def _sentinel_client(settings: RedisSettings, common: dict[str, Any]) -> aredis.Redis:
+def _sentinel_client(settings: RedisSettings, common: dict[str, Any],
+                     redis_class: type[aredis.Redis]) -> aredis.Redis:
     # No retries on a Sentinel: the next one in the list is the retry.
     sentinel_options: dict[str, Any] = {
         "socket_connect_timeout": common["socket_connect_timeout"],
@@ -150,7 +206,7 @@ def _sentinel_client(settings: RedisSettings, common: dict[str, Any]) -> aredis.
         connection["ssl"] = True  # a Sentinel-managed TLS connection, not a plain SSLConnection
     sentinel = Sentinel(settings.sentinels, sentinel_kwargs=sentinel_options, **connection)
     return sentinel.master_for(
-        settings.sentinel_master, redis_class=aredis.Redis, max_connections=max_connections,
+        settings.sentinel_master, redis_class=redis_class, max_connections=max_connections,
     )
 
 
@@ -162,13 +218,8 @@ async def close_client(client: RedisClient) -> None:
         await client.aclose(close_connection_pool=True)
 
 
-# Besides one per job in flight: the blocking wait, lock renewal and the stalled-job check.
-CONNECTIONS_PER_WORKER = 4
-
-
 def worker_client(settings: RedisSettings, concurrency: int) -> RedisClient:
-    """A client for one bullmq Worker (or QueueEvents), built like every other (TLS,
-    Sentinel, Cluster). It is the worker's own because bullmq closes its connection, which
-    must not be the proxy's shared one; close it with ``close_client`` after the worker."""
-    return create_client(settings, blocking=True,
-                         max_connections=2 * concurrency + CONNECTIONS_PER_WORKER)
+    """A client for one bullmq QueueEvents (or another object that blocks on Redis), built
+    like every other (TLS, Sentinel, Cluster). It is the object's own because bullmq closes
+    its connection, which must not be a shared one; close it with ``close_client`` after."""
+    return create_client(settings, blocking=True, max_connections=concurrency + 1)

@@ -10,18 +10,34 @@ import contextlib
 import os
 import shutil
 import socket
+import sys
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bullmq_proxy.config import ConfigError
+from bullmq_proxy.logs import Logger
 
 STOP_GRACE_SECONDS = 10.0
+
+# Runs in front of redis-server (argv: the proxy's pid, then redis-server's argv). A process
+# group of its own keeps a Ctrl-C at the terminal, which signals the whole foreground group,
+# from stopping Redis before the services that use it have stopped; on Linux the server
+# still gets SIGTERM should the proxy die without stopping it.
+DETACH = """
+import os, signal, sys
+os.setpgrp()
+if sys.platform.startswith("linux"):
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(sys.argv[1]):
+        sys.exit("bullmq-proxy: the proxy ended before its redis-server started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 def find_redis_server() -> str:
@@ -100,7 +116,8 @@ class EmbeddedRedisService(Service):
         os.makedirs(self._data_dir, exist_ok=True)
         argv = redis_server_argv(self._binary, self.port, self._data_dir, persistent=True)
         self._process = _RedisProcess()
-        self._reactor.spawnProcess(self._process, self._binary, argv, env=None)
+        detached = [sys.executable, "-c", DETACH, str(os.getpid()), *argv]
+        self._reactor.spawnProcess(self._process, sys.executable, detached, env=None)
         self.log.info(
             "Embedded mode: no REDIS_URL or REDIS_HOST set, started a private redis-server on "
             "127.0.0.1:{port} with its data in {data_dir}",

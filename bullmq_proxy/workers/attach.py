@@ -18,6 +18,17 @@ from bullmq_proxy.workers.signing import validate_secrets
 from bullmq_proxy.workers.store import WorkerStore
 
 
+def workers_advisory(workers: WorkersService) -> str | None:
+    """What /readyz warns of: registrations not run, workers failing now (counts only)."""
+    said = []
+    if workers.refused:
+        said.append(f"{len(workers.refused)} registered worker(s) not run on this instance")
+    failing = workers.failing()
+    if failing:
+        said.append(f"{len(failing)} worker(s) hit errors in the last minute")
+    return "; ".join(said) + "; GET /workers/:queue says why" if said else None
+
+
 def attach_workers(context: Any, top: MultiService) -> WorkersService:
     """Add the ``workers`` service and the /workers routes to an assembled proxy."""
     config = context.config
@@ -28,14 +39,18 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
             raise ConfigError(err.detail) from None
     store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,
                         config.max_len_worker_metadata_stream)
-    settlements = Settlements(context.redis, context.queues)
+    settlements = Settlements(context.redis, context.queues, context.metrics.settled)
     http, pool = endpoint_client(context.reactor)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis, http,
-                             settlements, pool, context.metrics.observe_endpoint_call)
+                             settlements, context.worker_connections, pool,
+                             context.metrics.observe_endpoint_call,
+                             context.metrics.count_jobs,
+                             lambda queue: context.metrics.worker_errors.labels(queue).inc())
     workers.setServiceParent(top)
     context.metrics.on_scrape(worker_gauges(context.metrics, workers))
     context.readiness.add("workers", condition(lambda: workers.loaded,
                                                "the worker registry is not loaded yet"))
+    context.readiness.advise("workers", lambda: workers_advisory(workers))
     context.router.add_routes(worker_routes(config, workers))
-    context.router.add_routes(settlement_routes(workers))
+    context.router.add_routes(settlement_routes(workers, context.core.pulls))
     return workers

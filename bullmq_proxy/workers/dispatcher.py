@@ -16,7 +16,6 @@ import treq
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
@@ -24,9 +23,11 @@ from twisted.web.iweb import IResponse
 from bullmq_proxy.bridge import as_future
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.breaker import CircuitBreaker
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import (
+    DEFAULT_MAX_RETRY_DELAY_MS,
     AnswerTooLarge,
     Outcome,
     Reply,
@@ -71,6 +72,15 @@ class LiveState:
     settled: int = 0  # answered 202, then completed or failed through the job API
     last_error: str | None = None
     last_error_at: float | None = None
+    # Errors of the worker itself (fetching jobs, moving them), not of the endpoint.
+    worker_errors: int = 0
+    last_worker_error: str | None = None
+    last_worker_error_at: float | None = None
+
+    def worker_failed(self, error: BaseException, now: float) -> None:
+        self.worker_errors += 1
+        self.last_worker_error = " ".join(f"{error.__class__.__name__}: {error}".split())
+        self.last_worker_error_at = now
 
 
 def _first_values(headers: Headers) -> dict[str, str]:
@@ -96,6 +106,7 @@ class EndpointCaller:
     def __init__(
         self, http: HTTPClient, reactor: Any, queue: str, endpoint: Endpoint,
         signing_secrets: tuple[str, ...] = (), max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_retry_delay_ms: int = DEFAULT_MAX_RETRY_DELAY_MS,
     ) -> None:
         self._http = http
         self._reactor = reactor
@@ -103,6 +114,7 @@ class EndpointCaller:
         self._endpoint = endpoint
         self._secrets = endpoint.signing_secrets or signing_secrets
         self._max_answer_bytes = max_answer_bytes
+        self._max_retry_delay_ms = max_retry_delay_ms
 
     def headers(self, job_id: str, attempt: int, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -131,7 +143,7 @@ class EndpointCaller:
         # Covers the body as well as the status line: a server trickling bytes still times out.
         d.addTimeout(self._endpoint.timeout_ms / 1000, self._reactor, onTimeoutCancel=_timed_out)
         d.addCallbacks(
-            lambda reply: judge(reply, self._reactor.seconds()),
+            lambda reply: judge(reply, self._reactor.seconds(), self._max_retry_delay_ms),
             lambda failure: judge_error(failure.value, self._endpoint.timeout_ms),
         )
         return d

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import redis.asyncio as aredis
 import redis.exceptions
-from twisted.logger import Logger
 
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.store import WorkerStore
 
 log = Logger(namespace="bullmq_proxy.workers.follower")
@@ -95,8 +95,10 @@ class RegistryFollower:
         if not answer:
             return
         if await self._trimmed_past():
-            log.warn("Worker registry announcements were trimmed before this instance read "
-                     "them; reloading every registration")
+            # From an empty stream the first announcement always looks trimmed: not news.
+            say = log.debug if self.last_id == "0" else log.warn
+            say("Worker registry announcements were trimmed before this instance read "
+                "them; reloading every registration")
             await self.sync()
             return
         _, entries = answer[0]

@@ -14,15 +14,25 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from bullmq_proxy.bounds import (
+    ASYNC_TIMEOUT,
+    CONCURRENCY,
+    ENDPOINT_TIMEOUT,
+    LIMITER_DURATION,
+    LIMITER_MAX,
+    STALLED_COUNT,
+)
 from bullmq_proxy.config import Config
 from bullmq_proxy.errors import ProxyError, invalid
 from bullmq_proxy.validation import (
     _validate_keep,
+    parse_json,
     refuse_unknown,
-    require_int,
+    require_in,
     require_object,
     validate_queue_name,
 )
+from bullmq_proxy.workers.endpoint_policy import policy_of
 from bullmq_proxy.workers.signing import validate_secrets
 
 DEFAULT_TIMEOUT_MS = 3000
@@ -68,6 +78,10 @@ class WorkerMetadata:
         """Fingerprint of the stored JSON: a worker is replaced only when it changes."""
         return hashlib.sha256(self.raw.encode("utf-8")).hexdigest()
 
+    @property
+    def concurrency(self) -> int:
+        return self.opts.get("concurrency", 1)
+
     def stored(self) -> dict[str, Any]:
         return json.loads(self.raw)
 
@@ -82,6 +96,13 @@ def _validate_url(value: Any) -> str:
         raise invalid("endpoint.url", "endpoint.url is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise invalid("endpoint.url", "endpoint.url must be an http:// or https:// URL")
+    if "@" in parts.netloc:
+        # Every call would fail: HTTP clients do not turn userinfo into credentials.
+        raise invalid("endpoint.url", "endpoint.url must not hold credentials (user:pass@); "
+                                      "send them in endpoint.headers, e.g. Authorization")
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise invalid("endpoint.url", "endpoint.url must be ASCII without spaces or control "
+                                      "characters; percent-encode the rest")
     return value
 
 
@@ -93,8 +114,9 @@ def _validate_headers(value: Any) -> dict[str, str]:
             raise invalid(field, f"{field} is not a valid HTTP header name")
         if name.lower() in RESERVED_HEADERS:
             raise invalid(field, f"{field} is set by the proxy and cannot be configured")
-        if not isinstance(header, str) or "\r" in header or "\n" in header:
-            raise invalid(field, f"{field} must be a single-line string")
+        if not isinstance(header, str) or not header.replace("\t", " ").isprintable():
+            raise invalid(field, f"{field} must be a single-line string without control "
+                                 "characters")
     return headers
 
 
@@ -110,10 +132,11 @@ def _validate_endpoint(value: Any) -> Endpoint:
     headers = _validate_headers(endpoint["headers"]) if "headers" in endpoint else {}
     timeout = DEFAULT_TIMEOUT_MS
     if "timeout" in endpoint:
-        timeout = require_int(endpoint["timeout"], "endpoint.timeout", 1)
+        timeout = require_in(endpoint["timeout"], "endpoint.timeout", ENDPOINT_TIMEOUT)
     async_timeout = DEFAULT_ASYNC_TIMEOUT_MS
     if "asyncTimeout" in endpoint:
-        async_timeout = require_int(endpoint["asyncTimeout"], "endpoint.asyncTimeout", 1)
+        async_timeout = require_in(endpoint["asyncTimeout"], "endpoint.asyncTimeout",
+                                   ASYNC_TIMEOUT)
     secrets = ()
     if "signingSecret" in endpoint:
         secrets = validate_secrets(endpoint["signingSecret"], "endpoint.signingSecret")
@@ -124,19 +147,19 @@ def _validate_endpoint(value: Any) -> Endpoint:
 def _validate_limiter(value: Any) -> None:
     limiter = require_object(value, "opts.limiter")
     refuse_unknown(limiter, frozenset({"max", "duration"}), "opts.limiter")
-    for key in ("max", "duration"):
+    for key, bound in (("max", LIMITER_MAX), ("duration", LIMITER_DURATION)):
         if key not in limiter:
             raise invalid(f"opts.limiter.{key}", f"opts.limiter.{key} is required")
-        require_int(limiter[key], f"opts.limiter.{key}", 1)
+        require_in(limiter[key], f"opts.limiter.{key}", bound)
 
 
 def _validate_opts(value: Any) -> dict[str, Any]:
     opts = require_object(value, "opts")
     refuse_unknown(opts, OPTS_FIELDS, "opts")
     if "concurrency" in opts:
-        require_int(opts["concurrency"], "opts.concurrency", 1)
+        require_in(opts["concurrency"], "opts.concurrency", CONCURRENCY)
     if "maxStalledCount" in opts:
-        require_int(opts["maxStalledCount"], "opts.maxStalledCount", 0)
+        require_in(opts["maxStalledCount"], "opts.maxStalledCount", STALLED_COUNT)
     if "limiter" in opts:
         _validate_limiter(opts["limiter"])
     for key in ("removeOnComplete", "removeOnFail"):
@@ -159,12 +182,29 @@ def parse_metadata(value: Any, config: Config) -> WorkerMetadata:
     if "endpoint" not in body:
         raise invalid("endpoint", "endpoint is required")
     endpoint = _validate_endpoint(body["endpoint"])
+    where = urlsplit(endpoint.url)
+    refusal = policy_of(config.endpoint_policy, config.endpoint_allow, config.listen).refusal(
+        where.hostname or "", where.port or (443 if where.scheme == "https" else 80))
+    if refusal is not None:
+        raise invalid("endpoint.url", f"endpoint.url: {refusal}; the proxy does not call it "
+                                      "(ENDPOINT_POLICY, ENDPOINT_ALLOW)")
     opts = _validate_opts(body["opts"]) if "opts" in body else {}
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return WorkerMetadata(queue=queue, endpoint=endpoint, opts=opts, raw=raw)
 
 
+def check_slots(metadata: WorkerMetadata, in_use: int, limit: int) -> None:
+    """Refuse a worker whose concurrency would take the instance past ``WORKER_MAX_SLOTS``
+    (``in_use``: the slots of the other queues' workers)."""
+    if in_use + metadata.concurrency > limit:
+        raise invalid("opts.concurrency",
+                      f"opts.concurrency {metadata.concurrency} would take this instance past "
+                      f"its {limit} worker slots (WORKER_MAX_SLOTS; {in_use} already used by "
+                      "other queues)")
+
+
 def load_metadata(raw: str, config: Config) -> WorkerMetadata:
-    """Read a stored registration; also used for hashes written by the original proxy."""
-    metadata = parse_metadata(json.loads(raw), config)
+    """Read a stored registration; also used for hashes written by the original proxy. Read
+    as strictly as a request body: a registration this proxy would refuse is refused."""
+    metadata = parse_metadata(parse_json(raw.encode("utf-8", "surrogatepass")), config)
     return attrs.evolve(metadata, raw=raw)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aredis
@@ -35,9 +35,11 @@ class DeadlinePassed(Exception):
 
 
 class Settlements:
-    def __init__(self, client: aredis.Redis, queues: QueueRegistry) -> None:
+    def __init__(self, client: aredis.Redis, queues: QueueRegistry,
+                 observe: Callable[[str, bool], None] | None = None) -> None:
         self._client = client
         self._queues = queues
+        self._observe = observe  # told (queue, completed) of each job settled here
         self._waiters: dict[tuple[str, str], asyncio.Event] = {}
 
     def _deadline_key(self, queue: str, job_id: str) -> str:
@@ -49,6 +51,10 @@ class Settlements:
         await self._client.set(self._deadline_key(queue, job_id), deadline,
                                px=duration_ms + 60_000)
         self._wake(queue, job_id)
+
+    async def has_deadline(self, queue: str, job_id: str) -> bool:
+        """Is the job an endpoint's 202 job, held by some instance's worker?"""
+        return bool(await self._client.exists(self._deadline_key(queue, job_id)))
 
     async def hold(self, queue: str, job: Job, token: str, timeout_ms: int) -> None:
         """Wait until the job is settled through the API (raises ``Settled``) or its deadline
@@ -97,13 +103,18 @@ class Settlements:
                        worker_opts: Mapping[str, Any]) -> None:
         job = await self._job(queue, job_id, worker_opts)
         await _finishing(job.moveToCompleted(value, token, fetchNext=False))
-        self._wake(queue, job_id)
+        self._settled(queue, job_id, completed=True)
 
     async def fail(self, queue: str, job_id: str, token: str, reason: str, retry: bool,
                    worker_opts: Mapping[str, Any]) -> None:
         job = await self._job(queue, job_id, worker_opts)
         error = Exception(reason) if retry else UnrecoverableError(reason)
         await _finishing(job.moveToFailed(error, token, fetchNext=False))
+        self._settled(queue, job_id, completed=False)
+
+    def _settled(self, queue: str, job_id: str, *, completed: bool) -> None:
+        if self._observe is not None:
+            self._observe(queue, completed)
         self._wake(queue, job_id)
 
 

@@ -14,10 +14,13 @@ from bullmq_proxy.ws.service import WebSocketService
 
 
 def attach_websockets(context: Any, top: MultiService) -> WebSocketService:
-    service = WebSocketService(context.config, context.queues, context.redis, context.metrics)
+    service = WebSocketService(context.config, context.core, context.metrics,
+                               context.worker_connections)
     service.setServiceParent(top)
     context.metrics.on_scrape(websocket_gauges(context.metrics, service))
     factory = ProxyWebSocketFactory(service, context.config, context.reactor)
     context.root.putChild(b"ws", WebSocketEntry(context.config, context.gate,
-                                                WebSocketResource(factory)))
+                                                WebSocketResource(factory),
+                                                service.refuse_worker, service.admitted))
+    context.gate.reloaded.append(lambda: service.tokens_reloaded(context.gate.principal))
     return service

@@ -12,32 +12,45 @@ from typing import Any
 import attrs
 from bullmq import Queue
 
+from bullmq_proxy.bounds import COUNT, INDEX, MAX_JOBS_PER_CALL, Range
+from bullmq_proxy.core import Core
+from bullmq_proxy.core.adding import BulkAdd, add_jobs
 from bullmq_proxy.errors import invalid
-from bullmq_proxy.http.queues import BulkAdd, add_jobs
+from bullmq_proxy.job_updates import JobUpdates
 from bullmq_proxy.jobs import job_json, read_job
+from bullmq_proxy.redis.layout import job_types
+from bullmq_proxy.rights import Right
 from bullmq_proxy.validation import (
     JOB_STATES,
-    NewJob,
     is_integer,
-    require_int,
+    new_job,
+    require_in,
     require_object,
     validate_job,
     validate_job_id,
     validate_job_opts,
 )
+from bullmq_proxy.ws.admin import ADMIN_COMMANDS, AdminCommand, AdminScope, run_admin_command
+from bullmq_proxy.ws.session import Admission
 
-# One getJobs call loads every job it names into memory: keep a socket from asking for all.
-MAX_JOBS_PER_CALL = 1000
+# getJobLogs reads to the end with -1, as BullMQ's does.
+LOG_END = Range(-1, INDEX.maximum)
 
 
 @attrs.frozen
 class Scope:
-    """What a command acts on: the socket's queue, the shared add pipeline, and the count of
-    jobs added to the queue (the same metric REST adds feed)."""
+    """What a command acts on: the socket's queue (by name and as a bullmq Queue), the shared
+    add pipeline, job updates, the count of jobs added to the queue (the same metric REST
+    adds feed), how to read the queue's Redis layout (5 or 6), and the core."""
 
+    name: str
     queue: Queue
     bulk: BulkAdd
+    updates: JobUpdates
     added: Callable[[int], None]
+    layout: Callable[[], Awaitable[int]]
+    core: Core
+    admission: Admission | None = None
 
 
 class Args:
@@ -74,10 +87,10 @@ class Args:
             return value  # BullMQ's own ids are accepted when reading a job
         return validate_job_id(value, self.field(index))
 
-    def integer(self, index: int, default: int, minimum: int) -> int:
+    def integer(self, index: int, default: int, bound: Range) -> int:
         if not self.given(index):
             return default
-        return require_int(self.raw(index), self.field(index), minimum)
+        return require_in(self.raw(index), self.field(index), bound)
 
     def boolean(self, index: int, default: bool) -> bool:
         if not self.given(index):
@@ -98,7 +111,7 @@ def _states(values: list[Any], field: Callable[[int], str]) -> list[str]:
 async def add(scope: Scope, args: Args) -> Any:
     name = args.text(0)
     opts = validate_job_opts(args.raw(2), "args[2]") if args.given(2) else {}
-    (added,) = await add_jobs(scope.queue, [NewJob(name=name, data=args.raw(1), opts=opts)],
+    (added,) = await add_jobs(scope.queue, [new_job(name, args.raw(1), opts, "args[1]")],
                               scope.bulk)
     scope.added(1)
     return added
@@ -131,22 +144,25 @@ async def get_jobs(scope: Scope, args: Args) -> Any:
         states = _states(types, lambda i: f"args[0][{i}]")
     else:
         raise invalid("args[0]", "args[0] must be a job state or a non-empty array of them")
-    start = args.integer(1, 0, 0)
-    end = args.integer(2, start + MAX_JOBS_PER_CALL - 1, start)
+    start = args.integer(1, 0, INDEX)
+    end = args.integer(2, start + MAX_JOBS_PER_CALL - 1, Range(start, INDEX.maximum))
     if end - start + 1 > MAX_JOBS_PER_CALL:
         raise invalid("args[2]", f"getJobs returns at most {MAX_JOBS_PER_CALL} jobs per call; "
                                  "narrow start..end")
-    jobs = await scope.queue.getJobs(states, start, end, args.boolean(3, False))
+    asc = args.boolean(3, False)
+    jobs = await scope.queue.getJobs(job_types(states, await scope.layout()), start, end, asc)
     return [job_json(job) for job in jobs]
 
 
 async def get_job_counts(scope: Scope, args: Args) -> Any:
-    return await scope.queue.getJobCounts(*_states(args.rest(), args.field))
+    states = _states(args.rest(), args.field)
+    return await scope.queue.getJobCounts(*job_types(states, await scope.layout()))
 
 
 async def get_job_logs(scope: Scope, args: Args) -> Any:
     return await scope.queue.getJobLogs(
-        args.job_id(0), args.integer(1, 0, 0), args.integer(2, -1, -1), args.boolean(3, True)
+        args.job_id(0), args.integer(1, 0, INDEX), args.integer(2, -1, LOG_END),
+        args.boolean(3, True)
     )
 
 
@@ -163,7 +179,7 @@ async def update_job_progress(scope: Scope, args: Args) -> Any:
     progress = args.raw(1)
     if isinstance(progress, bool) or not isinstance(progress, int | float | dict):
         raise invalid("args[1]", "args[1] must be a number or a JSON object")
-    await scope.queue.backend.updateProgress(job_id, progress)
+    await scope.updates.update_progress(scope.name, job_id, progress)
 
 
 async def add_job_log(scope: Scope, args: Args) -> Any:
@@ -171,7 +187,7 @@ async def add_job_log(scope: Scope, args: Args) -> Any:
     row = args.raw(1)
     if not isinstance(row, str):
         raise invalid("args[1]", "args[1] must be a string")
-    return await scope.queue.backend.addLog(job_id, row, args.integer(2, 0, 0))
+    return await scope.updates.add_log(scope.name, job_id, row, args.integer(2, 0, COUNT))
 
 
 async def remove_repeatable(scope: Scope, args: Args) -> Any:
@@ -192,28 +208,35 @@ async def remove_repeatable(scope: Scope, args: Args) -> Any:
 class Command:
     run: Callable[[Scope, Args], Awaitable[Any]]
     arity: int
+    right: Right
 
 
 COMMANDS: Mapping[str, Command] = {
-    "add": Command(add, 3),
-    "addBulk": Command(add_bulk, 1),
-    "pause": Command(pause, 0),
-    "resume": Command(resume, 0),
-    "getJobs": Command(get_jobs, 4),
-    "getJobCounts": Command(get_job_counts, len(JOB_STATES)),
-    "getJobLogs": Command(get_job_logs, 4),
-    "getWorkers": Command(get_workers, 0),
-    "getJob": Command(get_job, 1),
-    "updateJobProgress": Command(update_job_progress, 2),
-    "jobProgress": Command(update_job_progress, 2),
-    "addJobLog": Command(add_job_log, 3),
-    "jobLog": Command(add_job_log, 3),
-    "removeRepeatable": Command(remove_repeatable, 3),
+    "add": Command(add, 3, Right.WRITE),
+    "addBulk": Command(add_bulk, 1, Right.WRITE),
+    "pause": Command(pause, 0, Right.MANAGE),
+    "resume": Command(resume, 0, Right.MANAGE),
+    "getJobs": Command(get_jobs, 4, Right.READ),
+    "getJobCounts": Command(get_job_counts, len(JOB_STATES), Right.READ),
+    "getJobLogs": Command(get_job_logs, 4, Right.READ),
+    "getWorkers": Command(get_workers, 0, Right.READ),
+    "getJob": Command(get_job, 1, Right.READ),
+    "updateJobProgress": Command(update_job_progress, 2, Right.WORKERS),
+    "jobProgress": Command(update_job_progress, 2, Right.WORKERS),
+    "addJobLog": Command(add_job_log, 3, Right.WORKERS),
+    "jobLog": Command(add_job_log, 3, Right.WORKERS),
+    "removeRepeatable": Command(remove_repeatable, 3, Right.MANAGE),
 }
 
 
 async def run_command(scope: Scope, fn: str, values: list[Any]) -> Any:
-    command = COMMANDS.get(fn)
+    command: Command | AdminCommand | None = COMMANDS.get(fn) or ADMIN_COMMANDS.get(fn)
     if command is None:
-        raise invalid("fn", f"unknown command {fn!r}; known: {', '.join(COMMANDS)}")
+        known = ", ".join([*COMMANDS, *ADMIN_COMMANDS])
+        raise invalid("fn", f"unknown command {fn!r}; known: {known}")
+    if scope.admission is not None:
+        # Read at each command: a token-file reload may have changed the token's rights.
+        scope.admission.principal.require(command.right, scope.name)
+    if isinstance(command, AdminCommand):
+        return await run_admin_command(AdminScope(scope.name, scope.core), fn, values)
     return await command.run(scope, Args(values, command.arity))

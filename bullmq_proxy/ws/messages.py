@@ -6,6 +6,8 @@ read, so that every malformed frame gets an err reply instead of killing the soc
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from bullmq_proxy.errors import INVALID_JSON, ProxyError, invalid
 from bullmq_proxy.validation import is_integer, parse_json
 
 MessageId = int | str | None
+LEADING_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*(-?[0-9]{1,18})\s*,')
 
 
 @attrs.frozen
@@ -59,6 +62,22 @@ def decode(payload: bytes) -> Message:
     if not isinstance(data, dict):
         raise FrameError(message_id, invalid("data", "data must be a JSON object"))
     return Message(message_id, data)
+
+
+def salvage_id(payload: bytes) -> MessageId:
+    """The id of a frame that ``decode`` refused (a lone surrogate, a number that overflows,
+    nesting too deep), read leniently, so that the reply it was meant to be can still be
+    matched; None when even that fails."""
+    try:
+        frame = json.loads(payload.decode("utf-8", "surrogatepass"))
+    except RecursionError:
+        # Too deep even for that: an integer id written first, as clients write it.
+        leading = LEADING_ID.match(payload[:64])
+        return int(leading[1]) if leading else None
+    except ValueError:
+        return None
+    message_id = frame.get("id") if isinstance(frame, dict) else None
+    return message_id if is_integer(message_id) or isinstance(message_id, str) else None
 
 
 def as_call(message: Message) -> Call:

@@ -8,18 +8,12 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from bullmq_proxy.bounds import CONCURRENCY
 from bullmq_proxy.config import Config
+from bullmq_proxy.core.events import EVENT_NAMES
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
-from bullmq_proxy.http.router import split_path
 from bullmq_proxy.validation import validate_queue_name
-
-MAX_CONCURRENCY = 1000
-# QueueEvents' events that carry queue news (``error`` is the local listener's own).
-EVENT_NAMES = (
-    "active", "added", "cleaned", "completed", "debounced", "deduplicated", "delayed",
-    "drained", "duplicated", "failed", "paused", "progress", "removed", "resumed",
-    "retries-exhausted", "stalled", "waiting", "waiting-children",
-)
+from bullmq_proxy.web import split_path
 
 
 class Kind(enum.Enum):
@@ -44,9 +38,9 @@ def validate_events(names: Sequence[str], field: str) -> tuple[str, ...]:
 
 
 def _concurrency(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_CONCURRENCY:
-        raise invalid("concurrency",
-                      f"concurrency must be an integer between 1 and {MAX_CONCURRENCY}")
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) not in CONCURRENCY:
+        raise invalid("concurrency", f"concurrency must be {CONCURRENCY.describe()}")
     return int(raw)
 
 

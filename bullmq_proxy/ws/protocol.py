@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from bullmq_proxy.errors import ProxyError
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.ws.flow import Outbox, ReadValve
 from bullmq_proxy.ws.paths import Target, parse_target
-from bullmq_proxy.ws.session import IChannel, ISession
+from bullmq_proxy.ws.session import Admission, IChannel, ISession
 
 if TYPE_CHECKING:
     from bullmq_proxy.ws.service import WebSocketService
@@ -24,6 +24,7 @@ log = Logger(namespace="bullmq_proxy.ws")
 # that reconnect on abnormal closes (the Bun client does) come back, unlike 1000.
 CLOSE_TOO_SLOW = 4008
 CLOSE_GOING_AWAY = 4001
+CLOSE_TOKEN_REFUSED = 4401
 
 
 @implementer(IChannel)
@@ -32,6 +33,7 @@ class ProxyProtocol(WebSocketServerProtocol):
         super().__init__()
         self._service = service
         self.target: Target | None = None
+        self.admission: Admission | None = None
         self.session: ISession | None = None
         self._outbox: Outbox | None = None
         self._valve: ReadValve | None = None
@@ -58,6 +60,7 @@ class ProxyProtocol(WebSocketServerProtocol):
         transport.registerProducer(self._outbox, True)
         self._valve = ReadValve(transport.pauseProducing, transport.resumeProducing)
         assert self.target is not None
+        self.admission = self._service.admission(transport)
         self.session = self._service.open_session(self, self.target)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -89,6 +92,10 @@ class ProxyProtocol(WebSocketServerProtocol):
         log.warn("Closing a WebSocket of queue {queue}: the client fell {queued} bytes behind",
                  queue=self.target.queue if self.target else "?", queued=queued)
         self.sendClose(CLOSE_TOO_SLOW, "client too slow: outgoing buffer limit exceeded")
+
+    def refuse_token(self) -> None:
+        """The token this socket was opened with is no longer accepted (a reload)."""
+        self.sendClose(CLOSE_TOKEN_REFUSED, "token no longer accepted")
 
     def go_away(self) -> None:
         self.sendClose(CLOSE_GOING_AWAY, "server shutting down")

@@ -7,11 +7,10 @@ import asyncio
 import uuid
 from typing import Any
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
-from bullmq_proxy.errors import INTERNAL, ProxyError
-from bullmq_proxy.http.router import classify
+from bullmq_proxy.errors import INTERNAL, ProxyError, classify
+from bullmq_proxy.logs import Logger
 from bullmq_proxy.ws.commands import Scope, run_command
 from bullmq_proxy.ws.messages import Call, err, ok, read_call
 from bullmq_proxy.ws.session import IChannel, ISession

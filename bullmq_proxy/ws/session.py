@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from zope.interface import Interface
+
+from bullmq_proxy.rights import Principal
+
+
+@attrs.define
+class Admission:
+    """Whom a socket was opened for: the token (checked again when the token file is
+    reloaded) and what it may do (kept up to date with the reloads)."""
+
+    token: str
+    principal: Principal
 
 
 class IChannel(Interface):

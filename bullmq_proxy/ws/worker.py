@@ -4,6 +4,10 @@ job to the client and waits for its ``result`` or ``err`` reply.
 No reply within the message timeout fails that attempt; when the socket closes, jobs
 awaiting a reply fail this attempt at once (BullMQ retries them per their options) and jobs
 taken after the close go back to the queue without losing an attempt.
+
+Its commands share the process's worker pool, whatever its concurrency; it waits for its
+queue's marker on one connection of its own, named as Node BullMQ names a worker's, so that
+``Queue.getWorkers()`` lists it.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from typing import Any
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from bullmq_proxy.bounds import is_integer
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
-from bullmq_proxy.redis.connection import RedisClient, close_client
+from bullmq_proxy.logs import Logger
+from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
-from bullmq_proxy.ws.messages import FrameError, decode, encode, err
+from bullmq_proxy.ws.messages import FrameError, decode, encode, err, salvage_id
 from bullmq_proxy.ws.session import IChannel, ISession
 
 log = Logger(namespace="bullmq_proxy.ws.worker")
@@ -48,16 +53,15 @@ def _failure_message(value: Any) -> str:
 class WorkerSession:
     def __init__(
         self, channel: IChannel, queue: str, concurrency: int, opts: dict[str, Any],
-        timeout: float, client: RedisClient,
+        timeout: float, connections: WorkerConnections, layout: str = "auto",
     ) -> None:
         self._channel = channel
-        self._client = client
         self._timeout = timeout
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._last_id = 0
         self._open = True
-        self.worker = FetchNextWorker(queue, self._process,
-                                      {**opts, "connection": client, "concurrency": concurrency})
+        self.worker = FetchNextWorker(queue, self._process, {**opts, "concurrency": concurrency},
+                                      connections, listed=True, layout=layout)
         self.worker.on("error", lambda error, *_: log.warn(
             "WebSocket worker of queue {queue} hit an error: {error}",
             queue=queue, error=f"{error.__class__.__name__}: {error}"))
@@ -88,7 +92,14 @@ class WorkerSession:
         try:
             message = decode(payload)
         except FrameError as error:
-            self._channel.send(err(error.id, error.error))
+            message_id = error.id if error.id is not None else salvage_id(payload)
+            reply = self._pending.get(message_id) if is_integer(message_id) else None
+            if reply is not None and not reply.done():
+                # A reply that cannot be read fails its job now, rather than leaving it
+                # active until the message timeout.
+                reply.set_exception(RemoteJobError(
+                    f"The WebSocket worker's reply could not be read: {error.error.detail}"))
+            self._channel.send(err(message_id, error.error))
             return
         reply = self._pending.get(message.id) if isinstance(message.id, int) else None
         if reply is None or reply.done():
@@ -109,8 +120,4 @@ class WorkerSession:
         for reply in self._pending.values():
             if not reply.done():
                 reply.set_exception(NoReply("The WebSocket worker closed before it replied"))
-        return asyncio.ensure_future(self._close())
-
-    async def _close(self) -> None:
-        await self.worker.close()
-        await close_client(self._client)
+        return asyncio.ensure_future(self.worker.close())
