@@ -79,7 +79,7 @@ def test_scripts_keys_the_layout_layer_relies_on() -> None:
 def test_the_change_delay_script_takes_the_keys_the_proxy_sends() -> None:
     from bullmq.redis_connection import loadScript
 
-    from bullmq_proxy.core.job_admin import CHANGE_DELAY_SCRIPT
+    from bullmq_proxy.core.moves import CHANGE_DELAY_SCRIPT
 
     header = loadScript(CHANGE_DELAY_SCRIPT).split("]]", 1)[0]
     for line in ("KEYS[1] delayed key", "KEYS[2] meta key", "KEYS[3] marker key",

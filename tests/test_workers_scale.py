@@ -41,7 +41,8 @@ def completed(sync_redis, queues: list[str]) -> int:
 
 @pytest_twisted.async_yield_fixture
 async def live(redis_url):
-    proxy = await start_live_proxy(make_config(redis_url))
+    # Room for ten WebSocket workers of /process/1000 (WS_MAX_WORKER_SLOTS is 1000 by default).
+    proxy = await start_live_proxy(make_config(redis_url, ws_max_worker_slots=10_000))
     yield proxy
     await proxy.stop()
 

@@ -5,13 +5,12 @@ unknown job is a 404, a job in a state the action does not apply to a 409 with t
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 from bullmq import Job, Queue
-from bullmq.redis_connection import loadScript
 
+from bullmq_proxy.core import moves
 from bullmq_proxy.errors import CONFLICT, NOT_FOUND, ProxyError
 from bullmq_proxy.jobs import job_json, read_job
 from bullmq_proxy.queues import QueueRegistry
@@ -30,14 +29,9 @@ def _conflict(job_id: str, state: str, what: str) -> ProxyError:
     return ProxyError(CONFLICT, f"Job {job_id!r} is {state}; {what}.", "jobId", state=state)
 
 
-# bullmq ships this script without a Python method: it is run with the keys its header names.
-CHANGE_DELAY_SCRIPT = "changeDelay-4.lua"
-
-
 class JobAdmin:
     def __init__(self, queues: QueueRegistry) -> None:
         self._queues = queues
-        self._change_delay = queues.client.register_script(loadScript(CHANGE_DELAY_SCRIPT))
 
     async def _job(self, queue: Queue, job_id: str) -> tuple[Job, str]:
         state = await queue.getJobState(job_id)
@@ -57,7 +51,7 @@ class JobAdmin:
     async def remove(self, name: str, job_id: str, children: bool) -> dict[str, Any]:
         queue = self._queues.get(name)
         job, state = await self._job(queue, job_id)
-        result = await queue.remove(job_id, {"removeChildren": children})
+        result = await moves.remove(queue, job_id, children)
         if result == _SCHEDULER_JOB:
             raise ProxyError(CONFLICT, f"Job {job_id!r} is the next job of job scheduler "
                                        f"{job.repeatJobKey!r}; remove the scheduler instead.",
@@ -73,7 +67,7 @@ class JobAdmin:
         if state not in ("failed", "completed"):
             raise _conflict(job_id, state, "only failed or completed jobs can be retried")
         try:
-            await job.retry(state)
+            await moves.retry(job, state)
         except TypeError:
             raise _conflict(job_id, await queue.getJobState(job_id),
                             "only failed or completed jobs can be retried") from None
@@ -85,7 +79,7 @@ class JobAdmin:
         if state != "delayed":
             raise _conflict(job_id, state, "only delayed jobs can be promoted")
         try:
-            await job.promote()
+            await moves.promote(job)
         except TypeError:
             raise _conflict(job_id, await queue.getJobState(job_id),
                             "only delayed jobs can be promoted") from None
@@ -107,7 +101,7 @@ class JobAdmin:
         job, state = await self._job(queue, job_id)
         if state not in ("waiting", "prioritized", "delayed"):
             raise _conflict(job_id, state, "the priority of a job applies while it waits")
-        await job.changePriority({"priority": priority, "lifo": lifo})
+        await moves.change_priority(job, priority, lifo)
         return await self._answer(queue, job_id)
 
     async def change_delay(self, name: str, job_id: str, delay: int) -> dict[str, Any]:
@@ -115,10 +109,7 @@ class JobAdmin:
         _, state = await self._job(queue, job_id)
         if state != "delayed":
             raise _conflict(job_id, state, "only the delay of a delayed job can change")
-        keys = queue.keys
-        result = await self._change_delay(
-            keys=[keys["delayed"], keys["meta"], keys["marker"], keys["events"]],
-            args=[delay, round(time.time() * 1000), job_id, queue.toKey(job_id)])
+        result = await moves.change_delay(queue, job_id, delay)
         if result == _MISSING:
             raise ProxyError(NOT_FOUND, f"Job {job_id!r} does not exist in this queue.",
                              "jobId")

@@ -21,6 +21,7 @@ from typing import Any
 
 from bullmq import Job, Queue
 
+from bullmq_proxy.core import moves
 from bullmq_proxy.core.events import EventsHub
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.logs import Logger
@@ -83,8 +84,7 @@ class Pulls:
 
     async def _take(self, queue: Queue, lock_ms: int) -> dict[str, Any] | None:
         token = new_token()
-        raw = await queue.backend.scripts.moveToActive(
-            token, {"lockDuration": lock_ms, "limiter": None})
+        raw = await moves.take(queue, token, {"lockDuration": lock_ms, "limiter": None})
         data, job_id = (raw[0], raw[1]) if raw else (None, None)
         if not data:
             return None
@@ -121,7 +121,7 @@ class Pulls:
 
     async def extend(self, name: str, job_id: str, token: str, duration_ms: int) -> bool:
         """Extend a pulled job's lock; False when ``token`` does not hold it."""
-        return bool(await self._queues.get(name).backend.extendLock(job_id, token, duration_ms))
+        return await moves.extend_lock(self._queues.get(name), job_id, token, duration_ms)
 
     async def close(self) -> None:
         self._pulled.clear()

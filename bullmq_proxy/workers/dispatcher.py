@@ -21,6 +21,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from bullmq_proxy.bridge import as_future
+from bullmq_proxy.core import moves
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.logs import Logger
@@ -218,7 +219,7 @@ class Dispatcher:
 
     @staticmethod
     async def _delay(job: Job, token: str, delay_ms: int) -> None:
-        await job.moveToDelayed(int(time.time() * 1000) + delay_ms, token)
+        await moves.delay(job, token, moves.now_ms() + delay_ms)
 
     async def _settle(self, job: Job, token: str, outcome: Outcome) -> Any:
         if outcome.verdict is Verdict.COMPLETE:

@@ -42,6 +42,7 @@ from bullmq import Job, Worker
 from bullmq.backends.redis_backend import RedisBackend
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 
+from bullmq_proxy.core import moves
 from bullmq_proxy.core.pull import new_token
 from bullmq_proxy.redis.client_names import name_clients_like_node
 from bullmq_proxy.redis.layout import speak_layout
@@ -213,7 +214,7 @@ class FetchNextWorker(Worker):
     async def _take(self, token: str) -> Job | None:
         self._fetching += 1
         try:
-            moved = await self._retrying(lambda: self.backend.moveToActive(token, self.opts))
+            moved = await self._retrying(lambda: moves.take(self, token, self.opts))
         finally:
             self._fetching -= 1
         if moved is None:
@@ -278,7 +279,7 @@ class FetchNextWorker(Worker):
         try:
             if job.deferredFailure:
                 failure = UnrecoverableError(job.deferredFailure)
-                await job.moveToFailed(failure, token)
+                await moves.fail(job, token, failure)
                 self.emit("failed", job, failure)
                 return None, None
             result = await self.processor(job, token)
@@ -288,9 +289,7 @@ class FetchNextWorker(Worker):
             seen = self._signals
             self._fetching += fetch_next
             try:
-                moved = await self.backend.moveToCompleted(
-                    job, result, job.opts.get("removeOnComplete", False), token,
-                    fetch_next=fetch_next)
+                moved = await moves.complete(job, token, result, fetch_next=fetch_next)
             finally:
                 self._fetching -= fetch_next
             job.returnvalue = result
@@ -304,7 +303,7 @@ class FetchNextWorker(Worker):
         except Exception as err:
             try:
                 if not self.forceClosing:
-                    await job.moveToFailed(err, token)
+                    await moves.fail(job, token, err)
                 self.emit("failed", job, err)
             except Exception as failure:
                 self.emit("error", failure, job)

@@ -20,6 +20,7 @@ import redis.exceptions
 from bullmq import Job
 from bullmq.custom_errors import UnrecoverableError
 
+from bullmq_proxy.core import moves
 from bullmq_proxy.errors import CONFLICT, NOT_FOUND, ProxyError
 from bullmq_proxy.queues import QueueRegistry
 
@@ -102,14 +103,14 @@ class Settlements:
     async def complete(self, queue: str, job_id: str, token: str, value: Any,
                        worker_opts: Mapping[str, Any]) -> None:
         job = await self._job(queue, job_id, worker_opts)
-        await _finishing(job.moveToCompleted(value, token, fetchNext=False))
+        await _finishing(moves.complete(job, token, value))
         self._settled(queue, job_id, completed=True)
 
     async def fail(self, queue: str, job_id: str, token: str, reason: str, retry: bool,
                    worker_opts: Mapping[str, Any]) -> None:
         job = await self._job(queue, job_id, worker_opts)
         error = Exception(reason) if retry else UnrecoverableError(reason)
-        await _finishing(job.moveToFailed(error, token, fetchNext=False))
+        await _finishing(moves.fail(job, token, error))
         self._settled(queue, job_id, completed=False)
 
     def _settled(self, queue: str, job_id: str, *, completed: bool) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 from bullmq import Job
@@ -22,6 +21,7 @@ from bullmq.custom_errors import DelayedError
 from zope.interface import implementer
 
 from bullmq_proxy.bounds import is_integer
+from bullmq_proxy.core import moves
 from bullmq_proxy.errors import invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.logs import Logger
@@ -68,7 +68,7 @@ class WorkerSession:
 
     async def _process(self, job: Job, token: str) -> Any:
         if not self._open:
-            await job.moveToDelayed(int(time.time() * 1000), token)
+            await moves.delay(job, token, moves.now_ms())
             raise DelayedError()
         self._last_id += 1
         message_id = self._last_id
