@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 import redis
@@ -20,6 +22,32 @@ from bullmq_proxy.redis.embedded import find_redis_server, free_port, redis_serv
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 TICKS = os.sysconf("SC_CLK_TCK")
+# The original (Bun) proxy's launcher, in ../shared beside the checkout; BUN_PROXY overrides.
+BUN_PROXY = Path(os.environ.get("BUN_PROXY", REPO.parent / "shared/reference/run-bun-proxy"))
+
+
+def port() -> int:
+    """A free loopback port; inside ``BENCH_PORTS`` (``low-high``) when it is set, so that a
+    run on a shared machine keeps to the range it was given."""
+    span = os.environ.get("BENCH_PORTS")
+    if not span:
+        return free_port()
+    global _last_port
+    low, high = (int(end) for end in span.split("-"))
+    # Round the range, so that a port just handed out (and not bound yet) is not again.
+    for step in range(1, high - low + 2):
+        candidate = low + (_last_port - low + step) % (high - low + 1)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        _last_port = candidate
+        return candidate
+    raise RuntimeError(f"no free port in BENCH_PORTS={span}")
+
+
+_last_port = 0
 
 
 @attrs.frozen
@@ -84,6 +112,22 @@ def _wait_until(ready: object, what: str, process: subprocess.Popen[bytes], limi
         time.sleep(0.05)
 
 
+def _root_answers(base: str) -> bool:
+    with urllib.request.urlopen(base + "/", timeout=1) as response:
+        return response.status == 200
+
+
+@contextlib.contextmanager
+def _running(process: subprocess.Popen[bytes], ready: object, what: str,
+             limit: float) -> Iterator[None]:
+    """Once ``ready()`` is true, until the block ends: then the process is stopped."""
+    try:
+        _wait_until(ready, what, process, limit)
+        yield
+    finally:
+        _stop(process)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -97,12 +141,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A private, non-persistent redis-server on a free loopback port."""
-    port = free_port()
+    number = port()
     data = workdir / "redis"
     data.mkdir()
-    argv = redis_server_argv(find_redis_server(), port, str(data), persistent=False)
+    argv = redis_server_argv(find_redis_server(), number, str(data), persistent=False)
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://127.0.0.1:{number}/0"
     try:
         client = redis.Redis.from_url(url)
         _wait_until(client.ping, "redis-server", process, 10)
@@ -114,39 +158,34 @@ def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
 
 @contextlib.contextmanager
 def proxy(
-    workdir: Path, redis_url: str, processes: int = 1
+    workdir: Path, redis_url: str, processes: int = 1, http_server: str = "lean"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``twistd -n bullmq-proxy`` on a free port; yields its base URL and the process."""
-    port = free_port()
+    number = port()
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "REDIS_URL": redis_url,
         "AUTH_TOKENS": TOKEN,
         "DATA_DIR": str(workdir / "proxy-data"),
+        "HTTP_SERVER": http_server,
     }
     argv = [
         str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=",
         "--logfile", str(workdir / "proxy.log"),
-        "bullmq-proxy", "--listen", f"tcp:{port}:interface=127.0.0.1",
+        "bullmq-proxy", "--listen", f"tcp:{number}:interface=127.0.0.1",
     ]
     if processes > 1:
         argv += ["--processes", str(processes)]
     process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{number}"
 
     def answers() -> bool:
         # Every process must listen before the load starts: wrk opens its connections once.
-        if listening_sockets(port) < processes:
-            return False
-        with urllib.request.urlopen(base + "/", timeout=1) as response:
-            return response.status == 200
+        return listening_sockets(number) >= processes and _root_answers(base)
 
-    try:
-        _wait_until(answers, "the proxy", process, 30)
+    with _running(process, answers, "the proxy", 30):
         yield base, process
-    finally:
-        _stop(process)
 
 
 NGINX_CONF = """
@@ -172,37 +211,78 @@ http {{
 
 
 @contextlib.contextmanager
-def bare_web() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``benchmarks/bare_web.py`` on a free port; yields its base URL and the process."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.bare_web", str(port)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def profiled(pid: int, name: str) -> Iterator[None]:
+    """With ``BENCH_PROFILE=<dir>``: py-spy samples ``pid`` (and its children) meanwhile, into
+    ``<dir>/<name>.txt`` (raw stacks: one line a stack, then its sample count)."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / f"{name.replace(' ', '-').replace('/', '-')}.txt"
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", "200",
+         "--subprocesses", "-f", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # py-spy attaches
     try:
-        _wait_until(lambda: listening_sockets(port) == 1, "the bare Twisted Web server",
-                    process, 10)
-        yield f"http://127.0.0.1:{port}", process
+        yield
     finally:
-        _stop(process)
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+
+
+@contextlib.contextmanager
+def bun_proxy(workdir: Path, redis_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The original BullMQ Proxy (Bun) on a free port, with the original's env vars; its
+    launcher installs it on first use. Yields its base URL and the (bun) process."""
+    number = port()
+    redis_address = urlsplit(redis_url)
+    env = {
+        **os.environ,
+        "PORT": str(number),
+        "AUTH_TOKENS": TOKEN,
+        # Not REDIS_URL: with it the original races its own connection at start.
+        "REDIS_HOST": redis_address.hostname or "127.0.0.1",
+        "REDIS_PORT": str(redis_address.port or 6379),
+    }
+    log = (workdir / "bun-proxy.log").open("wb")
+    process = subprocess.Popen([str(BUN_PROXY)], env=env, cwd=workdir, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{number}"
+    # The first start installs it from the npm registry.
+    with log, _running(process, lambda: _root_answers(base), "the original (Bun) proxy", 300):
+        yield base, process
+
+
+@contextlib.contextmanager
+def floor_server(kind: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``benchmarks/floors/server.py`` (``twisted`` or ``lean``) on a free port; yields its
+    base URL and the process."""
+    number = port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.floors.server", kind, str(number)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with _running(process, lambda: listening_sockets(number) == 1, f"the {kind} floor server",
+                  30):
+        yield f"http://127.0.0.1:{number}", process
 
 
 @contextlib.contextmanager
 def nginx(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The worker endpoint: nginx answering every request with ``200 done``."""
-    port = free_port()
+    number = port()
     folder = workdir / "nginx"
     folder.mkdir()
     conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder, port=port))
+    conf.write_text(NGINX_CONF.format(dir=folder, port=number))
     process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/done"
+    url = f"http://127.0.0.1:{number}/done"
 
     def answers() -> bool:
         with urllib.request.urlopen(url, timeout=1) as response:
             return response.read() == b"done"
 
-    try:
-        _wait_until(answers, "nginx", process, 10)
+    with _running(process, answers, "nginx", 10):
         yield url, process
-    finally:
-        _stop(process)

@@ -78,16 +78,33 @@ def fill(url: str, jobs: int) -> None:
     python_tool("benchmarks.baseline", "bulk", url, QUEUE, str(jobs))
 
 
+# The systems workloads A and B run against, each in front of its own fresh Redis.
+PROXY, TWISTED, ORIGINAL, NONE = "proxy", "twisted", "original", "none"
+SIDES = {PROXY: "proxy", TWISTED: "proxy, Twisted Web channel",
+         ORIGINAL: "original (Bun 1.5.3)"}
+
+
 @contextlib.contextmanager
-def stack(workdir: Path, with_proxy: bool = True, proxy_processes: int = 1) -> Iterator[Any]:
-    """A private Redis and (optionally) the proxy in front of it."""
+def stack(workdir: Path, system: str = PROXY, proxy_processes: int = 1) -> Iterator[Any]:
+    """A private Redis and (unless ``system`` is ``none``) a proxy in front of it: this one
+    (on its lean channel or on Twisted Web's) or the original."""
     workdir.mkdir(parents=True)
     with processes.redis_server(workdir) as (url, redis_process):
-        if not with_proxy:
+        if system == NONE:
             yield url, None, None, redis_process
             return
-        with processes.proxy(workdir, url, proxy_processes) as (base, proxy_process):
+        server = (processes.bun_proxy(workdir, url) if system == ORIGINAL else
+                  processes.proxy(workdir, url, proxy_processes,
+                                  "twisted" if system == TWISTED else "lean"))
+        with server as (base, proxy_process):
             yield url, base, proxy_process, redis_process
+
+
+def profiled(system: str, pid: int, name: str) -> contextlib.AbstractContextManager[None]:
+    """py-spy on this proxy (never the original: py-spy reads Python stacks only)."""
+    if system == ORIGINAL:
+        return contextlib.nullcontext()
+    return processes.profiled(pid, name)
 
 
 def rate(jobs: int, seconds: float) -> float:
@@ -118,10 +135,11 @@ def time_until_stored(url: str, jobs: int, load: subprocess.Popen[str], started:
 # --- workload A: add ----------------------------------------------------------------------
 
 
-def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int) -> list[dict]:
-    """The proxy with ``proxy_processes`` processes, under wrk."""
-    where = workdir / f"a-proxy-{proxy_processes}"
-    with stack(where, proxy_processes=proxy_processes) as (url, base, proxy, red):
+def workload_a(workdir: Path, jobs: int, connections: int, system: str,
+               proxy_processes: int = 1, rep: int = 0) -> list[dict]:
+    """A proxy (``system``, with ``proxy_processes`` processes) under wrk."""
+    where = workdir / f"a-{system}-{proxy_processes}-{rep}"
+    with stack(where, system, proxy_processes) as (url, base, proxy, red):
         threads = 2
         # Warm-up on another queue: connections, Lua script loading and first batches are
         # not what the figures are about.
@@ -135,12 +153,13 @@ def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int)
                "BENCH_PATH": f"/queues/{QUEUE}/jobs", "BENCH_TOKEN": TOKEN}
         wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        load = subprocess.Popen(
-            ["wrk", f"-t{threads}", f"-c{connections}", "-d60s", "--timeout", "10s",
-             "--latency", "-s", str(REPO / "benchmarks" / "add.lua"), base],
-            env=env, stdout=subprocess.PIPE, text=True,
-        )
-        seconds = time_until_stored(url, jobs, load, started)
+        with profiled(system, proxy.pid, f"A-{side(system, proxy_processes)}-{rep}"):
+            load = subprocess.Popen(
+                ["wrk", f"-t{threads}", f"-c{connections}", "-d60s", "--timeout", "10s",
+                 "--latency", "-s", str(REPO / "benchmarks" / "add.lua"), base],
+                env=env, stdout=subprocess.PIPE, text=True,
+            )
+            seconds = time_until_stored(url, jobs, load, started)
         time.sleep(1)  # the last responses are on their way; then wrk reports on SIGINT
         load.send_signal(signal.SIGINT)
         out, _ = load.communicate(timeout=90)
@@ -149,7 +168,8 @@ def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int)
         stored = counts(url)["wait"]
         cpu = cpu_of_tree(proxy.pid) - before
         return [{
-            "workload": "A-add", "side": side(proxy_processes), "jobs": summary["requests"],
+            "workload": "A-add", "side": side(system, proxy_processes), "rep": rep,
+            "jobs": summary["requests"],
             "stored": stored, "connections": connections, "proxy_processes": proxy_processes,
             "jobs_per_s": rate(min(stored, jobs), seconds),
             "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
@@ -164,40 +184,15 @@ def workload_a(workdir: Path, jobs: int, connections: int, proxy_processes: int)
         }]
 
 
-FLOOR_SECONDS = 10
-
-
-def web_floor(connections: int) -> list[dict]:
-    """What a bare Twisted Web resource (asyncio reactor, no Redis) answers under the same
-    load: the most any server on Twisted Web can reach here, one process."""
-    with processes.bare_web() as (base, server):
-        before = cpu_of_tree(server.pid)
-        env = {**os.environ, "BENCH_QUOTA": str(10**9), "BENCH_PATH": f"/queues/{QUEUE}/jobs",
-               "BENCH_TOKEN": TOKEN}
-        out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{FLOOR_SECONDS}s", "--latency", "-s",
-             str(REPO / "benchmarks" / "add.lua"), base],
-            env=env, check=True, capture_output=True, text=True, timeout=60,
-        ).stdout
-        cpu = cpu_of_tree(server.pid) - before
-    summary = json.loads(out.strip().splitlines()[-1])
-    return [{
-        "workload": "A-add", "side": "floor: bare Twisted Web", "jobs": summary["requests"],
-        "jobs_per_s": rate(summary["requests"], summary["duration_us"] / 1e6),
-        "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
-        "max_ms": summary["max_us"] / 1000,
-        "server_cpu_ms_per_request": round(1000 * cpu / max(summary["requests"], 1), 3),
-    }]
-
-
-def side(proxy_processes: int) -> str:
-    return "proxy" if proxy_processes == 1 else f"proxy --processes {proxy_processes}"
+def side(system: str, proxy_processes: int = 1) -> str:
+    name = SIDES[system]
+    return name if proxy_processes == 1 else f"{name} --processes {proxy_processes}"
 
 
 def add_baselines(workdir: Path, jobs: int) -> list[dict]:
     results = []
     for mode, name in (("add", "Queue.add"), ("bulk", "Queue.addBulk(100)")):
-        with stack(workdir / f"a-{mode}", with_proxy=False) as (url, _, _, red):
+        with stack(workdir / f"a-{mode}", NONE) as (url, _, _, red):
             result = python_tool("benchmarks.baseline", mode, url, QUEUE, str(jobs))
             results.append({
                 "workload": "A-add", "side": f"baseline {name}", "jobs": result["jobs"],
@@ -220,11 +215,12 @@ def wait_for(done: Callable[[], bool], limit: float) -> bool:
     return True
 
 
-def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
-    """The proxy with ``proxy_processes`` processes: each runs the queue's worker with the
-    registered concurrency, as separate proxy instances would."""
-    where = workdir / f"b-proxy-{proxy_processes}"
-    with stack(where, proxy_processes=proxy_processes) as (url, base, proxy, _), \
+def workload_b(workdir: Path, jobs: int, system: str, proxy_processes: int = 1,
+               rep: int = 0) -> list[dict]:
+    """A proxy (``system``) with ``proxy_processes`` processes: each runs the queue's worker
+    with the registered concurrency, as separate proxy instances would."""
+    where = workdir / f"b-{system}-{proxy_processes}-{rep}"
+    with stack(where, system, proxy_processes) as (url, base, proxy, _), \
             processes.nginx(where) as (endpoint, nginx_process):
         fill(url, jobs)
         before = cpu_of_tree(proxy.pid)
@@ -237,17 +233,23 @@ def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
             "opts": {"concurrency": 100},
         })
         if status != 200:
-            return [{"workload": "B-process", "side": side(proxy_processes), "runnable": False,
+            return [{"workload": "B-process", "side": side(system, proxy_processes),
+                     "runnable": False,
                      "reason": f"POST /workers answered {status}: {answer!s:.200}"}]
-        finished = wait_for(lambda: counts(url)["completed"] + counts(url)["failed"] >= jobs, 300)
+        with profiled(system, proxy.pid, f"B-{side(system, proxy_processes)}-{rep}"):
+            finished = wait_for(lambda: counts(url)["completed"] + counts(url)["failed"] >= jobs,
+                                300)
         seconds = time.perf_counter() - started
         final = counts(url)
         cpu = cpu_of_tree(proxy.pid) - before
         redis_used = redis_cpu_s(url) - redis_before
         http("DELETE", f"{base}/workers/{QUEUE}")
+        latency = job_latencies_ms(url)
         return [{
-            "workload": "B-process", "side": side(proxy_processes), "runnable": True,
-            "proxy_processes": proxy_processes,
+            "workload": "B-process", "side": side(system, proxy_processes), "runnable": True,
+            "proxy_processes": proxy_processes, "rep": rep,
+            "p50_ms": percentile(latency, 50), "p99_ms": percentile(latency, 99),
+            "max_ms": latency[-1] if latency else 0.0,
             "finished": finished, "jobs": final["completed"], "failed": final["failed"],
             "jobs_per_s": rate(final["completed"], seconds),
             "proxy_cpu_s": round(cpu, 2),
@@ -256,6 +258,27 @@ def workload_b(workdir: Path, jobs: int, proxy_processes: int) -> list[dict]:
             "endpoint_cpu_s": round(cpu_of_tree(nginx_process.pid) - nginx_before, 2),
             "redis_cpu_ms_per_job": round(1000 * redis_used / max(final["completed"], 1), 3),
         }]
+
+
+def job_latencies_ms(url: str) -> list[float]:
+    """Each completed job's time from taken (processedOn) to done (finishedOn), sorted: the
+    endpoint call and the proxy's work around it."""
+    client = redis.Redis.from_url(url)
+    try:
+        ids = client.zrange(f"bull:{QUEUE}:completed", 0, -1)
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(f"bull:{QUEUE}:{job_id.decode()}", "processedOn", "finishedOn")
+        return sorted(float(done) - float(taken) for taken, done in pipe.execute()
+                      if taken and done)
+    finally:
+        client.close()
+
+
+def percentile(ordered: list[float], rank: int) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, len(ordered) * rank // 100)]
 
 
 def redis_cpu_s(url: str) -> float:
@@ -273,7 +296,7 @@ def worker_baseline(workdir: Path, jobs: int) -> list[dict]:
     results = []
     for mode, name in (("worker", "baseline bullmq.Worker"),
                        ("fetch-next", "proxy loop, no endpoint")):
-        with stack(workdir / f"b-{mode}", with_proxy=False) as (url, _, _, _):
+        with stack(workdir / f"b-{mode}", NONE) as (url, _, _, _):
             fill(url, jobs)
             redis_before = redis_cpu_s(url)
             result = python_tool("benchmarks.baseline", mode, url, QUEUE, str(jobs))
@@ -368,11 +391,62 @@ def workload_s(workdir: Path, seconds: int, connections: int) -> list[dict]:
         }]
 
 
+# --- F: the HTTP floors ------------------------------------------------------------------
+
+FLOOR_SECONDS = 8
+CLIENT_FLOOR_CALLS = 20_000
+CLIENT_KINDS = ("treq", "agent", "treq-lean", "lean")
+
+
+def workload_f(workdir: Path, connections: int) -> list[dict]:
+    """What one request costs each HTTP server layer (Twisted Web's Site against the lean
+    channel, serving the same resource, under wrk) and one call each client (treq, Agent, the
+    proxy's agent under treq and alone, against nginx): the floors under workloads A and B."""
+    results = []
+    for kind in ("twisted", "lean"):
+        with processes.floor_server(kind) as (base, server):
+            before = cpu_of_tree(server.pid)
+            env = {**os.environ, "BENCH_QUOTA": str(10**9),
+                   "BENCH_PATH": f"/queues/{QUEUE}/jobs", "BENCH_TOKEN": TOKEN}
+            out = subprocess.run(
+                ["wrk", "-t1", f"-c{connections}", f"-d{FLOOR_SECONDS}s", "--latency", "-s",
+                 str(REPO / "benchmarks" / "add.lua"), base],
+                env=env, check=True, capture_output=True, text=True, timeout=60,
+            ).stdout
+            cpu = cpu_of_tree(server.pid) - before
+        summary = json.loads(out.strip().splitlines()[-1])
+        results.append({
+            "workload": "F-server", "side": f"floor: {kind} server", "jobs": summary["requests"],
+            "jobs_per_s": rate(summary["requests"], summary["duration_us"] / 1e6),
+            "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
+            "max_ms": summary["max_us"] / 1000,
+            "server_cpu_ms_per_request": round(1000 * cpu / max(summary["requests"], 1), 4),
+        })
+    where = workdir / "f-client"
+    where.mkdir(parents=True)
+    with processes.nginx(where) as (endpoint, _):
+        for kind in CLIENT_KINDS:
+            result = python_tool("benchmarks.floors.client", kind, endpoint,
+                                 str(CLIENT_FLOOR_CALLS), str(connections))
+            if "error" in result:
+                results.append({"workload": "F-client", "side": f"floor: {kind} client",
+                                "runnable": False, "reason": result["error"]})
+                continue
+            results.append({
+                "workload": "F-client", "side": f"floor: {kind} client", "jobs": result["calls"],
+                "jobs_per_s": rate(result["calls"], result["seconds"]),
+                "client_cpu_ms_per_call": round(1000 * result["cpu_s"] / result["calls"], 4),
+            })
+    return results
+
+
 def report(results: list[dict]) -> None:
     baselines = {(r["workload"], r["side"]): r for r in results
                  if r["side"].startswith("baseline")}
+    originals = {(r["workload"], r.get("rep", 0)): r for r in results
+                 if r["side"] == SIDES[ORIGINAL] and r.get("runnable") is not False}
     for r in results:
-        line = f"{r['workload']:<14} {r['side']:<28}"
+        line = f"{r['workload']:<14} {r['side']:<32}"
         if r.get("runnable") is False:
             print(f"{line} not runnable: {r['reason']}")
             continue
@@ -380,7 +454,7 @@ def report(results: list[dict]) -> None:
             line += f" {r['jobs_per_s']:>9.0f} jobs/s"
         if "p99_ms" in r:
             line += f"  p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} max {r['max_ms']:.1f} ms"
-        if r["side"].startswith("proxy"):
+        if r["side"].startswith(("proxy", "original")):
             compared = BASELINE_OF.get(r["workload"], r["workload"])
             ratios = [f"{r['jobs_per_s'] / b['jobs_per_s']:.2f}x {name}"
                       for (workload, name), b in baselines.items()
@@ -388,7 +462,11 @@ def report(results: list[dict]) -> None:
             if ratios:
                 line += "  = " + ", ".join(ratios)
             if "proxy_cpu_ms_per_job" in r:
-                line += f"  proxy CPU {r['proxy_cpu_ms_per_job']:.2f} ms/job"
+                line += f"  proxy CPU {r['proxy_cpu_ms_per_job']:.3f} ms/job"
+            original = originals.get((r["workload"], r.get("rep", 0)))
+            if original is not None and original is not r and "proxy_cpu_ms_per_job" in r:
+                line += (f" ({r['proxy_cpu_ms_per_job'] / original['proxy_cpu_ms_per_job']:.2f}x"
+                         f" the original's, p99 {r['p99_ms'] / original['p99_ms']:.2f}x)")
             if "proxy_peak_rss_mb" in r:
                 line += f"  peak RSS {r['proxy_peak_rss_mb']:.0f} MB"
             if "rss_samples_mb" in r:
@@ -397,10 +475,31 @@ def report(results: list[dict]) -> None:
             if "rss_idle_mb" in r:
                 line += f"  idle RSS {r['rss_idle_mb']:.0f} MB with {r['queues']} queues"
         if "server_cpu_ms_per_request" in r:
-            line += f"  server CPU {r['server_cpu_ms_per_request']:.2f} ms/request"
+            line += f"  server CPU {r['server_cpu_ms_per_request']:.3f} ms/request"
+        if "client_cpu_ms_per_call" in r:
+            line += f"  client CPU {r['client_cpu_ms_per_call']:.3f} ms/call"
         if "redis_cpu_ms_per_job" in r:
             line += f"  Redis CPU {r['redis_cpu_ms_per_job']:.3f} ms/job"
         print(line)
+    together(results)
+
+
+def together(results: list[dict]) -> None:
+    """Add and process phases together, per repetition: CPU per job of each proxy against the
+    original's in the same run (the target of issue 13)."""
+    per: dict[tuple[str, int], dict[str, float]] = {}
+    for r in results:
+        if r["workload"] in ("A-add", "B-process") and "proxy_cpu_ms_per_job" in r:
+            per.setdefault((r["side"], r.get("rep", 0)), {})[r["workload"]] = \
+                r["proxy_cpu_ms_per_job"]
+    for (name, rep), phases in sorted(per.items(), key=lambda item: item[0][1]):
+        original = per.get((SIDES[ORIGINAL], rep))
+        if name == SIDES[ORIGINAL] or original is None or len(phases) < 2 or len(original) < 2:
+            continue
+        mine, theirs = sum(phases.values()), sum(original.values())
+        print(f"together (rep {rep}) {name:<32} {mine:.3f} ms/job = {mine / theirs:.2f}x the "
+              f"original's {theirs:.3f} (add {phases['A-add'] / original['A-add']:.2f}x, "
+              f"process {phases['B-process'] / original['B-process']:.2f}x)")
 
 
 def main() -> None:
@@ -409,11 +508,26 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--proxy-processes", default="1,2",
                         help="comma-separated --processes values to run workloads A and B with")
-    parser.add_argument("--only", default="A,B,C,M,S", help="comma-separated workloads")
+    parser.add_argument("--systems", default=f"{PROXY},{ORIGINAL}",
+                        help="comma-separated systems for A and B: proxy (lean channel), "
+                             "twisted (this proxy on Twisted Web's channel), original (Bun)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run A and B this many times, the systems alternating")
+    parser.add_argument("--only", default="A,B,C,M,S,F", help="comma-separated workloads")
     parser.add_argument("--note", default="", help="free text stored with every result")
     args = parser.parse_args()
     chosen = set(args.only.upper().split(","))
     process_counts = [int(count) for count in args.proxy_processes.split(",")]
+    systems = args.systems.split(",")
+    if ORIGINAL in systems and not processes.BUN_PROXY.exists():
+        print(f"# the original is left out: no {processes.BUN_PROXY} (set BUN_PROXY)")
+        systems.remove(ORIGINAL)
+
+    def runs() -> list[tuple[str, int, int]]:
+        """(system, processes, repetition): only this proxy runs with several processes."""
+        return [(system, count, rep) for rep in range(args.repeat) for system in systems
+                for count in (process_counts if system == PROXY else [1])]
+
     stamp = datetime.datetime.now(datetime.UTC)
     common = {"date": stamp.isoformat(timespec="seconds"), "machine": machine(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
@@ -424,19 +538,20 @@ def main() -> None:
         workdir = Path(tmp)
         for name, workload in (
             ("A", lambda: [
-                *(row for count in process_counts
-                  for row in workload_a(workdir, args.jobs, args.connections, count)),
-                *web_floor(args.connections),
+                *(row for system, count, rep in runs()
+                  for row in workload_a(workdir, args.jobs, args.connections, system, count,
+                                        rep)),
                 *add_baselines(workdir, args.jobs),
             ]),
             ("B", lambda: [
-                *(row for count in process_counts
-                  for row in workload_b(workdir, args.jobs, count)),
+                *(row for system, count, rep in runs()
+                  for row in workload_b(workdir, args.jobs, system, count, rep)),
                 *worker_baseline(workdir, args.jobs),
             ]),
             ("C", lambda: workload_c(workdir, args.jobs)),
             ("M", lambda: workload_m(workdir, 1000)),
             ("S", lambda: workload_s(workdir, 60, args.connections)),
+            ("F", lambda: workload_f(workdir, args.connections)),
         ):
             if name in chosen:
                 results += workload()

@@ -248,6 +248,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body in bytes"),
     Setting("request_timeout", "REQUEST_TIMEOUT", "request-timeout", 10.0, _number(0, 3600),
             "Seconds before a request waiting on Redis fails with 504"),
+    Setting("http_server", "HTTP_SERVER", "http-server", "lean", _choice("lean", "twisted"),
+            "HTTP/1.1 server: lean (httptools) or twisted (twisted.web's own, to compare)"),
+    Setting("http_headers_timeout", "HTTP_HEADERS_TIMEOUT", "http-headers-timeout", 30.0,
+            _number(0, 3600), "Seconds a client has to send a request's line and headers "
+            "(then 408)"),
+    Setting("http_idle_timeout", "HTTP_IDLE_TIMEOUT", "http-idle-timeout", 75.0,
+            _number(0, 86_400),
+            "Seconds an idle keep-alive connection, or a stalled request body, is kept"),
     Setting("log_format", "LOG_FORMAT", "log-format", "text", _choice("text", "json"),
             "Log output format: text or json"),
     Setting("worker_lock_duration", "WORKER_LOCK_DURATION", "worker-lock-duration", 30000,
@@ -365,6 +373,9 @@ class Config:
     data_dir: str = "bullmq-proxy-data"
     max_body_size: int = 10 * MIB
     request_timeout: float = 10.0
+    http_server: str = "lean"
+    http_headers_timeout: float = 30.0
+    http_idle_timeout: float = 75.0
     log_format: str = "text"
     worker_lock_duration: int = 30000
     worker_stalled_interval: int = 30000

@@ -22,6 +22,7 @@ class ErrorKind:
         return f"/problems/{self.slug}"
 
 
+INVALID_HTTP = ErrorKind("invalid-http", "Invalid HTTP", 400)
 INVALID_JSON = ErrorKind("invalid-json", "Invalid JSON", 400)
 INVALID_FIELD = ErrorKind("invalid-field", "Invalid field", 400)
 UNKNOWN_FIELD = ErrorKind("unknown-field", "Unknown field", 400)
@@ -29,10 +30,12 @@ UNAUTHORIZED = ErrorKind("unauthorized", "Unauthorized", 401)
 FORBIDDEN = ErrorKind("forbidden", "Forbidden", 403)
 NOT_FOUND = ErrorKind("not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ErrorKind("method-not-allowed", "Method not allowed", 405)
+REQUEST_TIMEOUT = ErrorKind("request-timeout", "Request timeout", 408)
 CONFLICT = ErrorKind("conflict", "Conflict", 409)
 # Add and wait: the job ran and failed; the problem carries the job.
 JOB_FAILED = ErrorKind("job-failed", "Job failed", 502)
 PAYLOAD_TOO_LARGE = ErrorKind("payload-too-large", "Payload too large", 413)
+HEADERS_TOO_LARGE = ErrorKind("headers-too-large", "Request headers too large", 431)
 RATE_LIMITED = ErrorKind("rate-limited", "Rate limited", 429)
 INTERNAL = ErrorKind("internal", "Internal error", 500)
 REDIS_UNAVAILABLE = ErrorKind("redis-unavailable", "Redis unavailable", 503)

@@ -27,7 +27,7 @@ from bullmq_proxy.health import Readiness, condition, health_routes
 from bullmq_proxy.http.openapi import api_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
-from bullmq_proxy.http.site import ProxySite, Root
+from bullmq_proxy.http.site import Root, build_site
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.metrics import Metrics, metrics_routes
 from bullmq_proxy.plugins import load_plugins
@@ -228,7 +228,7 @@ def build_service(config: Config, reactor: Any,
     top = SequentialMultiService()
     context = build_context(config, reactor, top)
     config = context.config
-    site = ProxySite(context.root, config.max_body_size)
+    site = build_site(config, context.root, reactor, context.metrics.observe_request)
     for description in config.listen:
         listener = StreamServerEndpointService(listen_endpoint(reactor, description), site)
         listener.setName(f"listen {description}")

@@ -32,5 +32,8 @@ def write_problem(request: IRequest, error: ProxyError, instance: str | None = N
         request.setHeader(name, value)
     request.setHeader(b"content-type", PROBLEM_TYPE)
     instance = instance or request.path.decode("utf-8", "replace")
-    request.write(json.dumps(error.problem(instance)).encode("utf-8"))
+    body = json.dumps(error.problem(instance)).encode("utf-8")
+    # A known length lets either HTTP channel send the whole answer in one write, unchunked.
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
     request.finish()

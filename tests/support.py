@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ from twisted.python.failure import Failure
 
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config, RedisSettings
-from bullmq_proxy.http.site import ProxySite
+from bullmq_proxy.http.site import build_site
 from bullmq_proxy.service import ProxyContext, SequentialMultiService, build_context
 from tests.api_contract import ApiContract
 
@@ -25,6 +26,10 @@ T = TypeVar("T")
 
 def make_config(redis_url: str = "redis://127.0.0.1:1/0", **overrides: Any) -> Config:
     defaults: dict[str, Any] = {"auth_tokens": (TOKEN,), "redis": RedisSettings(url=redis_url)}
+    # HTTP_SERVER=twisted runs the suite on Twisted Web's channel instead of the lean one
+    # (tests/test_http_hostile.py then fails: that channel has none of those limits).
+    if "HTTP_SERVER" in os.environ:
+        defaults["http_server"] = os.environ["HTTP_SERVER"]
     defaults.update(overrides)
     return Config(**defaults)
 
@@ -87,7 +92,13 @@ async def start_proxy(config: Config) -> Proxy:
     services = SequentialMultiService()
     context = build_context(config, reactor, services)
     services.startService()
-    return Proxy(context, services, StubTreq(context.root))
+    stub = StubTreq(context.root)
+    # StubTreq serves the tree with a plain twisted.web Site; its agent builds the server
+    # side of each in-memory connection from this factory, so swapping it makes every
+    # StubTreq request go through the channel the configuration chooses.
+    stub._agent._serverFactory = build_site(config, context.root, reactor,
+                                            context.metrics.observe_request)
+    return Proxy(context, services, stub)
 
 
 def aio(awaitable: Awaitable[T]) -> defer.Deferred[T]:
@@ -134,7 +145,8 @@ async def start_live_proxy(config: Config) -> LiveProxy:
     from twisted.internet import reactor
 
     proxy = await start_proxy(config)
-    site = ProxySite(proxy.context.root, config.max_body_size)
+    site = build_site(config, proxy.context.root, reactor,
+                      proxy.context.metrics.observe_request)
     return LiveProxy(proxy, reactor.listenTCP(0, site, interface="127.0.0.1"))
 
 

@@ -108,20 +108,25 @@ class _Silent(protocol.Protocol):
     """Accepts the connection and never answers, like a stuck Redis."""
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_redis_that_never_answers_gives_504():
+@pytest_twisted.async_yield_fixture
+async def stuck_redis_proxy():
+    """A proxy whose Redis accepts connections and never answers; REQUEST_TIMEOUT 0.3 s."""
     from twisted.internet import reactor
 
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(_Silent), interface="127.0.0.1")
     url = f"redis://127.0.0.1:{port.getHost().port}/0"
     proxy = await start_proxy(make_config(url, request_timeout=0.3))
-    try:
-        status, body, _ = await proxy.request("GET", "/queues/mail/jobs/1", headers=AUTH)
-        assert status == 504
-        assert body["type"] == "/problems/timeout"
-    finally:
-        await proxy.stop()
-        await port.stopListening()
+    yield proxy
+    await proxy.stop()
+    await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redis_that_never_answers_gives_504(stuck_redis_proxy):
+    status, body, _ = await stuck_redis_proxy.request("GET", "/queues/mail/jobs/1",
+                                                      headers=AUTH)
+    assert status == 504
+    assert body["type"] == "/problems/timeout"
 
 
 # The job API used by worker endpoints: authorized by the job's lock token.
@@ -236,3 +241,18 @@ async def test_any_authenticator_may_accept():
     await aio(gate.authorize(_request_with(f"Bearer {TOKEN}".encode()), Policy.TOKEN, {}))
     with pytest.raises(ProxyError):
         await aio(gate.authorize(_request_with(b"Bearer other"), Policy.TOKEN, {}))
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_request_past_the_timeout_gets_504_and_the_others_their_answer(
+        stuck_redis_proxy):
+    from twisted.internet import defer
+
+    proxy = stuck_redis_proxy
+    stuck = [defer.ensureDeferred(proxy.request("GET", f"/queues/mail/jobs/{n}",
+                                                headers=AUTH)) for n in range(5)]
+    quick = await proxy.request("GET", "/")  # no Redis: answered meanwhile
+    assert quick[0] == 200
+    answers = await defer.gatherResults(stuck)
+    assert [status for status, _, _ in answers] == [504] * 5
+    assert (await proxy.request("GET", "/queues/mail/jobs/9", headers=AUTH))[0] == 504

@@ -152,3 +152,180 @@ async def test_cookies_set_by_an_endpoint_are_never_sent_back():
     finally:
         await pool.closeCachedConnections()
         await port.stopListening()
+
+
+class Scripted(protocol.Protocol):
+    """Reads each request whole and answers with the factory's next scripted reply: bytes
+    to send, or ``None`` to close the connection without answering."""
+
+    def connectionMade(self) -> None:
+        self.factory.connections += 1
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            self.factory.requests.append(head + b"\r\n\r\n" + rest[:length])
+            reply = self.factory.replies.pop(0)
+            if reply is None:
+                self.transport.loseConnection()
+                return
+            self.transport.write(reply)
+            if reply.startswith(b"HTTP/1.0"):  # its body ends with the connection
+                self.transport.loseConnection()
+
+
+class Script(protocol.Factory):
+    protocol = Scripted
+
+    def __init__(self, *replies: bytes | None) -> None:
+        self.replies = list(replies)
+        self.requests: list[bytes] = []
+        self.connections = 0
+
+
+async def _serve(script: Script):
+    from twisted.internet import reactor
+
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(script)
+    http, agent = endpoint_client(reactor)
+    return port, http, agent, f"http://127.0.0.1:{port.getHost().port}/hook?x=1"
+
+
+async def _close(port, agent) -> None:
+    await agent.closeCachedConnections()
+    await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_request_goes_out_whole_and_every_answer_shape_is_read():
+    script = Script(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n"
+        b"X-Extra: yes\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+    )
+    port, http, agent, url = await _serve(script)
+    try:
+        response = await http.request("POST", url, data=b'{"a":1}',
+                                      headers={"X-Job": "7"})
+        assert (response.code, await treq.content(response)) == (200, b"abcde")
+        request = script.requests[0]
+        assert request.startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
+        assert b"\r\nHost: 127.0.0.1:%d\r\n" % port.getHost().port in request
+        assert b"\r\nX-Job: 7\r\n" in request
+        assert request.endswith(b"\r\nContent-Length: 7\r\n\r\n{\"a\":1}")
+        response = await http.request("POST", url, data=b"{}")
+        assert response.code == 201
+        assert response.headers.getRawHeaders("x-extra") == ["yes"]
+        assert await treq.content(response) == b"ok"
+        response = await http.request("POST", url, data=b"{}")
+        assert await treq.content(response) == b"until the end"
+        assert script.connections == 1
+        assert sum(len(idle) for idle in agent._idle.values()) == 0  # it ended there
+    finally:
+        await _close(port, agent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_head_answer_has_no_body_and_keeps_the_connection():
+    script = Script(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+    port, http, agent, url = await _serve(script)
+    try:
+        response = await http.request("HEAD", url)
+        assert await treq.content(response) == b""
+        response = await http.request("GET", url)
+        assert await treq.content(response) == b"done"
+        assert script.connections == 1
+    finally:
+        await _close(port, agent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_closed_before_the_answer_fails_a_post_and_retries_a_get():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"
+    script = Script(answer, None, answer, None, answer)
+    port, http, agent, url = await _serve(script)
+    try:
+        assert await treq.content(await http.request("POST", url, data=b"{}")) == b"done"
+        with pytest.raises(ResponseNeverReceived):
+            await http.request("POST", url, data=b"{}")  # never sent twice
+        assert await treq.content(await http.request("POST", url, data=b"{}")) == b"done"
+        # A GET on a kept connection the endpoint closed is sent once more, on a new one.
+        assert await treq.content(await http.request("GET", url)) == b"done"
+        assert script.connections == 3
+        assert len(script.requests) == 5
+    finally:
+        await _close(port, agent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_malformed_answer_fails_the_call():
+    script = Script(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\ndone")
+    port, http, agent, url = await _serve(script)
+    try:
+        with pytest.raises(ResponseNeverReceived):
+            await http.request("POST", url, data=b"{}")
+    finally:
+        await _close(port, agent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_connections_are_bounded_per_host_and_closed_on_request():
+    from twisted.internet import defer
+
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"
+    script = Script(*[answer] * 6)
+    port, http, agent, url = await _serve(script)
+    agent.maxPersistentPerHost = 2
+    try:
+        responses = await defer.gatherResults(
+            [http.request("POST", url, data=b"{}") for _ in range(5)])
+        assert [await treq.content(r) for r in responses] == [b"done"] * 5
+        assert script.connections == 5
+        assert sum(len(idle) for idle in agent._idle.values()) == 2
+        await agent.closeCachedConnections()
+        assert sum(len(idle) for idle in agent._idle.values()) == 0
+        assert await treq.content(await http.request("POST", url, data=b"{}")) == b"done"
+        assert script.connections == 6
+    finally:
+        await _close(port, agent)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_call_drops_its_connection():
+    from twisted.internet import defer, task
+
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"
+    script = Script(answer, b"", answer)  # the second is never answered
+    port, http, agent, url = await _serve(script)
+    try:
+        connecting = http.request("POST", url, data=b"{}")
+        connecting.cancel()  # before there is a connection
+        with pytest.raises(defer.CancelledError):
+            await connecting
+        assert await treq.content(await http.request("POST", url, data=b"{}")) == b"done"
+        waiting = http.request("POST", url, data=b"{}")  # on the kept connection
+        while len(script.requests) < 2:
+            await task.deferLater(reactor_of(), 0.01)
+        waiting.cancel()
+        with pytest.raises(defer.CancelledError):
+            await waiting
+        # That connection is gone: the next call opens another one.
+        assert await treq.content(await http.request("POST", url, data=b"{}")) == b"done"
+        assert script.connections == 2
+    finally:
+        await _close(port, agent)
+
+
+def reactor_of():
+    from twisted.internet import reactor
+
+    return reactor

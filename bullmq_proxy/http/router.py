@@ -279,6 +279,7 @@ class Router(Resource):
         # After the default content type, so that a reply may override it.
         for name, value in reply.headers.items():
             request.setHeader(name, value)
+        request.setHeader(b"content-length", b"%d" % len(payload))
         if request.method != b"HEAD":
             request.write(payload)
         request.finish()

@@ -1,5 +1,7 @@
-"""The Twisted Web site: a plain root resource with ``/ws`` for WebSockets and the REST
-router for everything else, and a request class that stops buffering oversize bodies."""
+"""What serves the resource tree: a plain root resource with ``/ws`` for WebSockets and the
+REST router for everything else, on the lean channel (``http/channel.py``) or, chosen by
+``HTTP_SERVER=twisted``, on Twisted Web's own ``Site`` with a request class that stops
+buffering oversize bodies."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from typing import Any
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
+
+from bullmq_proxy.config import Config
+from bullmq_proxy.http.channel import LeanSite
+from bullmq_proxy.http.router import RequestObserver
 
 
 class BoundedRequest(Request):
@@ -56,3 +62,16 @@ class ProxySite(Site):
 
     def log(self, request: IRequest) -> None:
         """The router logs requests through twisted.logger; no separate access log."""
+
+
+def build_site(config: Config, root: IResource, reactor: Any,
+               observe: RequestObserver | None = None) -> LeanSite | ProxySite:
+    """The HTTP server factory the configuration asks for; ``observe`` counts the requests
+    the lean channel refuses before they reach the router."""
+    if config.http_server == "twisted":
+        site = ProxySite(root, config.max_body_size)
+        site.timeOut = config.http_idle_timeout
+        return site
+    return LeanSite(root, reactor, max_body_size=config.max_body_size,
+                    headers_timeout=config.http_headers_timeout,
+                    idle_timeout=config.http_idle_timeout, observe=observe)

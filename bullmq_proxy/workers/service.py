@@ -16,7 +16,6 @@ from typing import Any
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.web.client import HTTPConnectionPool
 
 from bullmq_proxy.bridge import as_deferred, as_future
 from bullmq_proxy.config import Config
@@ -27,6 +26,7 @@ from bullmq_proxy.workers.connections import WorkerConnections
 from bullmq_proxy.workers.dispatcher import CallObserver, Dispatcher, EndpointCaller, HTTPClient
 from bullmq_proxy.workers.fetch_next import FetchNextWorker
 from bullmq_proxy.workers.follower import BLOCK_MS, RegistryFollower
+from bullmq_proxy.workers.http_client import EndpointAgent
 from bullmq_proxy.workers.metadata import WorkerMetadata, check_slots, load_metadata
 from bullmq_proxy.workers.settlement import Settlements
 from bullmq_proxy.workers.store import WorkerStore
@@ -52,7 +52,7 @@ class WorkersService(Service):
     def __init__(
         self, config: Config, reactor: Any, store: WorkerStore, blocking: Any,
         http: HTTPClient, settlements: Settlements, connections: WorkerConnections,
-        pool: HTTPConnectionPool | None = None, observe_call: CallObserver | None = None,
+        pool: EndpointAgent | None = None, observe_call: CallObserver | None = None,
         count_jobs: Callable[[str, FetchNextWorker], None] | None = None,
         observe_error: Callable[[str], None] | None = None,
     ) -> None:
