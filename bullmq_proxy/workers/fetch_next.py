@@ -45,6 +45,7 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildr
 from bullmq_proxy.core import moves
 from bullmq_proxy.core.pull import new_token
 from bullmq_proxy.redis.client_names import name_clients_like_node
+from bullmq_proxy.redis.coalescing import coalesce
 from bullmq_proxy.redis.layout import speak_layout
 from bullmq_proxy.workers.locks import IdleLockManager
 
@@ -83,6 +84,7 @@ class FetchNextWorker(Worker):
             super().__init__(name, processor,
                              {**opts, "autorun": False, "connection": connections.pool})
         speak_layout(self.backend, layout)
+        coalesce(self.backend)
         name_clients_like_node(self.backend, self.prefix, name)
         self.clientName = self.backend.clientName(
             f":w:{self.workerName}" if self.workerName else "")
