@@ -217,6 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             "metadata or this proxy) or public-only (also not private or loopback)"),
     Setting("endpoint_allow", "ENDPOINT_ALLOW", "endpoint-allow", (), _token_list,
             "Endpoint host names always allowed, comma-separated"),
+    Setting("endpoint_max_answer", "ENDPOINT_MAX_ANSWER", "endpoint-max-answer", MIB,
+            _integer(1024, 100 * MIB),
+            "Bytes of an endpoint's answer the proxy reads; a larger answer fails the job"),
     Setting("cors_origins", "CORS_ORIGINS", "cors-origins", (), _origins,
             "Origins whose browser pages may call the API (comma-separated "
             "scheme://host[:port], or *); unset: no cross-origin calls"),
@@ -360,6 +363,7 @@ class Config:
     metrics_public: bool = False
     endpoint_policy: str = "default"
     endpoint_allow: tuple[str, ...] = ()
+    endpoint_max_answer: int = MIB
     cors_origins: tuple[str, ...] = ()
     queue_prefix: str = "bull"
     bullmq_layout: str = "auto"

@@ -67,3 +67,62 @@ async def test_registration_refuses_them_naming_the_url(proxy, url, sync_redis):
     status, problem, _ = await proxy.request("POST", "/workers", json_body=body, headers=AUTH)
     assert (status, problem["field"]) == (400, "endpoint.url")
     assert sync_redis.hlen("bmqp:w:meta") == 0
+
+
+@pytest_twisted.async_yield_fixture
+async def public_only(redis_url):
+    from tests.support import make_config, start_live_proxy
+
+    proxy = await start_live_proxy(make_config(redis_url, endpoint_policy="public-only",
+                                               worker_stalled_interval=1000))
+    yield proxy
+    await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_host_name_resolving_to_a_refused_address_is_refused_at_connect_time(
+        public_only):
+    from tests.workers_helpers import add_job, finished, listen_endpoint, ok, register
+
+    endpoint = listen_endpoint(lambda delivery: _ok(ok("done")))
+    try:
+        # The name passes at registration (it is not an address); it resolves to loopback.
+        port = endpoint.port.getHost().port
+        await register(public_only, f"http://localhost:{port}/hook", opts={"concurrency": 1})
+        job = await finished(public_only, await add_job(public_only, opts={"attempts": 1}))
+        assert job["state"] == "failed"
+        assert "public-only" in job["failedReason"]
+        assert endpoint.deliveries == []
+    finally:
+        await endpoint.close()
+
+
+async def _ok(answer):
+    return answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_over_the_cap_fail_and_redirects_are_not_followed(redis_url):
+    from tests.support import make_config, start_live_proxy
+    from tests.workers_helpers import add_job, finished, listen_endpoint, ok, register
+
+    proxy = await start_live_proxy(make_config(redis_url, worker_stalled_interval=1000))
+    elsewhere = listen_endpoint(lambda delivery: _ok(ok("reached")))
+    big = listen_endpoint(lambda delivery: _ok(ok(b"x" * (2 * 1024 * 1024))))
+    moved = listen_endpoint(lambda delivery: _ok((302, {"Location": elsewhere.url}, b"")))
+    try:
+        await register(proxy, big.url, queue="big-answers")
+        job = await finished(proxy, await add_job(proxy, queue="big-answers",
+                                                  opts={"attempts": 3}), queue="big-answers")
+        assert job["state"] == "failed"
+        assert "1048576" in job["failedReason"]
+        assert len(big.deliveries) == 1  # not worth another attempt
+        await register(proxy, moved.url, queue="moved-away")
+        job = await finished(proxy, await add_job(proxy, queue="moved-away",
+                                                  opts={"attempts": 1}), queue="moved-away")
+        assert job["state"] == "failed"
+        assert elsewhere.deliveries == []
+    finally:
+        for endpoint in (elsewhere, big, moved):
+            await endpoint.close()
+        await proxy.stop()

@@ -11,6 +11,7 @@ from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.health import condition
 from bullmq_proxy.http.workers import settlement_routes, worker_routes
 from bullmq_proxy.live_metrics import worker_gauges
+from bullmq_proxy.workers.endpoint_policy import policy_of
 from bullmq_proxy.workers.http_client import endpoint_client
 from bullmq_proxy.workers.service import WorkersService
 from bullmq_proxy.workers.settlement import Settlements
@@ -40,7 +41,8 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
     store = WorkerStore(context.redis, config.worker_metadata_key, config.worker_metadata_stream,
                         config.max_len_worker_metadata_stream)
     settlements = Settlements(context.redis, context.queues, context.metrics.settled)
-    http, pool = endpoint_client(context.reactor)
+    http, pool = endpoint_client(context.reactor, policy_of(
+        config.endpoint_policy, config.endpoint_allow, config.listen).refusal)
     workers = WorkersService(config, context.reactor, store, context.blocking_redis, http,
                              settlements, context.worker_connections, pool,
                              context.metrics.observe_endpoint_call,

@@ -11,6 +11,7 @@ answer in C, and keeps an idle connection per worker slot for each scheme, host 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -53,10 +54,13 @@ DEFAULT_IDLE_PER_HOST = 2
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 Key = tuple[bytes, bytes, int]
+# Why the endpoint policy refuses (host, port, resolved addresses), or None.
+Refusal = Callable[[str, int, Sequence[str]], str | None]
 
 
-def endpoint_client(reactor: Any) -> tuple[HTTPClient, EndpointAgent]:
-    agent = EndpointAgent(reactor)
+def endpoint_client(reactor: Any, refusal: Refusal | None = None
+                    ) -> tuple[HTTPClient, EndpointAgent]:
+    agent = EndpointAgent(reactor, refusal=refusal)
     # Deliveries carry no state from one another: a cookie one endpoint sets must not ride
     # along with later jobs, nor reach the endpoints of other queues on the same host.
     no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
@@ -369,8 +373,10 @@ class EndpointAgent:
     closes (``maxPersistentPerHost``, ``closeCachedConnections``), as on Twisted's pool."""
 
     def __init__(self, reactor: Any, max_idle_per_host: int = DEFAULT_IDLE_PER_HOST,
-                 endpoints: IAgentEndpointFactory | None = None) -> None:
+                 endpoints: IAgentEndpointFactory | None = None,
+                 refusal: Refusal | None = None) -> None:
         self._reactor = reactor
+        self._refusal = refusal
         self.maxPersistentPerHost = max_idle_per_host
         self._endpoints = endpoints or ReusedEndpoints(reactor)
         self._targets: dict[bytes, _Target] = {}
@@ -448,6 +454,14 @@ class EndpointAgent:
             nonlocal connection
             connection = protocol
             self._opened(protocol)
+            refused = self._refused(key, protocol)
+            if refused is not None:
+                # The host name now resolves to an address the policy refuses (DNS
+                # rebinding): nothing is sent to it.
+                protocol.abort()
+                waiting.errback(Failure(ResponseNeverReceived([Failure(
+                    ConnectionRefusedError(refused))])))
+                return
             protocol.send(data, info, waiting)
 
         def failed(failure: Failure) -> None:
@@ -458,6 +472,16 @@ class EndpointAgent:
         connecting = endpoint.connect(self._factory(key))
         connecting.addCallbacks(connected, failed)
         return waiting
+
+    def _refused(self, key: Key, protocol: _Connection) -> str | None:
+        """Why the endpoint policy refuses the address this connection reached, if it does."""
+        if self._refusal is None or protocol.transport is None:
+            return None
+        peer = protocol.transport.getPeer()
+        host = getattr(peer, "host", None)
+        if host is None:
+            return None
+        return self._refusal(key[1].decode("ascii", "replace"), key[2], [host])
 
     def _again(self, failure: Failure, key: Key, endpoint: IStreamClientEndpoint, data: bytes,
                info: _RequestInfo, connection: _Connection) -> Any:

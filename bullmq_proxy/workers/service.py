@@ -159,7 +159,8 @@ class WorkersService(Service):
 
     def _start_worker(self, metadata: WorkerMetadata) -> RunningWorker:
         caller = EndpointCaller(self._http, self._reactor, metadata.queue, metadata.endpoint,
-                                self._config.worker_signing_secret, self._config.max_body_size,
+                                self._config.worker_signing_secret,
+                                self._config.endpoint_max_answer,
                                 self._config.worker_max_retry_delay)
         breaker = CircuitBreaker(self._reactor.seconds, self._config.worker_breaker_threshold,
                                  self._config.worker_breaker_window)
