@@ -14,7 +14,7 @@ time (queue depth), the same whichever process reads it, so it is not summed.
 from __future__ import annotations
 
 import platform
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import version
 from typing import Any
 
@@ -117,6 +117,10 @@ class Metrics:
         self.workers_registered = Gauge(
             f"{PREFIX}_workers_registered", "HTTP-endpoint workers registered", registry=r,
         )
+        self.rate_limited = Counter(
+            f"{PREFIX}_rate_limited", "Requests refused (429) because their token was over "
+            "its rate, by token name (never the token)", ["token"], registry=r,
+        )
         self.worker_errors = Counter(
             f"{PREFIX}_worker_errors", "Errors of HTTP-endpoint workers themselves (fetching "
             "or moving jobs in Redis), not of their endpoints", ["queue"], registry=r,
@@ -192,6 +196,21 @@ class Metrics:
     def settled(self, queue: str, completed: bool) -> None:
         """A job held after a 202 was completed or failed through the job API."""
         (self.jobs_completed if completed else self.jobs_failed).labels(queue).inc()
+
+    def keep_queues(self, served: Callable[[], Iterable[str]]) -> None:
+        """Before every scrape, drop the per-queue series of queues no longer ``served()``
+        (no worker here, not used in the last hour): a label per queue name a client ever
+        tried would grow without bound."""
+
+        def prune() -> None:
+            keep = set(served())
+            for counter in (self.jobs_added, self.jobs_completed, self.jobs_failed,
+                            self.worker_errors):
+                for (queue,) in list(counter._metrics):  # the label values it holds
+                    if queue not in keep:
+                        counter.remove(queue)
+
+        self._refreshers.append(prune)
 
     def on_scrape(self, refresh: Callable[[], None]) -> None:
         """Run ``refresh`` before every scrape: gauges that mirror live state (workers

@@ -68,9 +68,11 @@ FULL_ACCESS = Principal("auth-tokens")
 class RateLimiter:
     """One token bucket per principal name, refilled by the injected clock."""
 
-    def __init__(self, clock: Callable[[], float], default: Rate | None = None) -> None:
+    def __init__(self, clock: Callable[[], float], default: Rate | None = None,
+                 limited: Callable[[str], None] | None = None) -> None:
         self._clock = clock
         self._default = default
+        self._limited = limited
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def take(self, principal: Principal) -> None:
@@ -84,6 +86,8 @@ class RateLimiter:
         if level < 1:
             wait = math.ceil((1 - level) / rate.per_second)
             self._buckets[principal.name] = (level, now)
+            if self._limited is not None:
+                self._limited(principal.name)
             raise ProxyError(RATE_LIMITED, f"Token {principal.name!r} is over its rate of "
                                            f"{rate.per_second:g} requests a second.",
                              headers={"Retry-After": str(max(1, wait))})

@@ -185,7 +185,8 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         if IAuthenticator.providedBy(plugin)
     ]
     gate = Gate(authenticators, clients.queue, queues,
-                RateLimiter(reactor.seconds, config.rate_limit))
+                RateLimiter(reactor.seconds, config.rate_limit,
+                            lambda name: metrics.rate_limited.labels(name).inc()))
     readiness = Readiness(clients.queue)
     router = Router(config, gate, metrics.observe_request)
     core = build_core(queues, config)
@@ -211,6 +212,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
     depth = QueueDepth(queues, lambda: _worked_queues(workers, websockets), reactor.seconds)
     metrics.deployment.register(depth)
     metrics.read_on_scrape(depth.read)
+    metrics.keep_queues(depth.served)
     DrainService(readiness).setServiceParent(top)
     return context
 

@@ -222,3 +222,22 @@ async def test_operations_doc_lists_exactly_the_metrics_exposed(live):
     meaning = documented["bullmq_proxy_endpoint_calls_total"][2]
     outcomes = meaning.split("`outcome` is ", 1)[1]
     assert set(re.findall(r"`([a-z_]+)`", outcomes)) == set(ENDPOINT_OUTCOMES)
+
+
+@pytest_twisted.ensureDeferred
+async def test_per_queue_series_stay_bounded_whatever_names_clients_try(redis_url):
+    from tests.support import start_proxy
+
+    proxy = await start_proxy(make_config(redis_url, queue_cache_size=10))
+    try:
+        for n in range(30):
+            await proxy.request("POST", f"/queues/tried-{n:02d}/jobs",
+                                json_body=[{"name": "n", "data": n}], headers=AUTH)
+        status, text, _ = await proxy.request("GET", "/metrics", headers=AUTH)
+        assert status == 200
+        labelled = {line.split('queue="')[1].split('"')[0] for line in text.splitlines()
+                    if line.startswith("bullmq_proxy_jobs_added_total{")}
+        assert len(labelled) <= 10
+        assert labelled <= {f"tried-{n:02d}" for n in range(20, 30)}
+    finally:
+        await proxy.stop()

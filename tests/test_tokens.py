@@ -106,6 +106,9 @@ async def test_a_token_over_its_rate_gets_429_with_retry_after(scoped):
     _, problem, headers = answers[-1]
     assert problem["type"] == "/problems/rate-limited"
     assert headers.getRawHeaders("retry-after") == ["1"]
+    _, text, _ = await scoped.request("GET", "/metrics", headers=AUTH)
+    assert 'bullmq_proxy_rate_limited_total{token="ops"} 1.0' in text
+    assert MANAGER not in text
 
 
 @pytest_twisted.ensureDeferred
