@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,6 +11,13 @@ from bullmq_proxy.errors import invalid
 from bullmq_proxy.http.router import Call, Route
 from bullmq_proxy.schemas import admin as shapes
 from bullmq_proxy.validation import validate_job_id, validate_job_opts
+
+
+def _epoch_ms(date: int | str) -> float:
+    """A date as the shape accepts it (epoch ms, or ISO 8601 with an offset) in epoch ms."""
+    if isinstance(date, int):
+        return date
+    return datetime.fromisoformat(date).timestamp() * 1000
 
 
 def checked_scheduler(spec: dict[str, Any], field: str = "") -> dict[str, Any]:
@@ -26,6 +34,13 @@ def checked_scheduler(spec: dict[str, Any], field: str = "") -> dict[str, Any]:
         except (ZoneInfoNotFoundError, ValueError):
             raise invalid(named("tz"), f"{named('tz')} is not a known time zone: "
                                        f"{spec['tz']!r}") from None
+    if spec.get("immediately") and "startDate" in spec:
+        raise invalid(named("immediately"), f"{named('immediately')} and "
+                                            f"{named('startDate')} exclude each other")
+    if "startDate" in spec and "endDate" in spec and (
+            _epoch_ms(spec["endDate"]) <= _epoch_ms(spec["startDate"])):
+        raise invalid(named("endDate"), f"{named('endDate')} must come after "
+                                        f"{named('startDate')}")
     template = spec.get("template")
     if template and "opts" in template:
         opts = validate_job_opts(template["opts"], named("template.opts"))
