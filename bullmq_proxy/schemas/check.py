@@ -93,24 +93,6 @@ def check(schema: Schema, value: Any, field: str) -> Any:
     if "format" in schema and schema["format"] not in FORMATS:
         raise ValueError(f"the shape of {field or 'the body'} uses format {schema['format']!r}")
     name = field or "the body"
-    if "anyOf" in schema:
-        for option in schema["anyOf"]:
-            try:
-                value = check(option, value, field)
-                break
-            except ProxyError:
-                continue
-        else:
-            raise invalid(field or "body", schema.get("description")
-                          or f"{name} has none of the accepted shapes")
-    if "not" in schema:
-        try:
-            check(schema["not"], value, field)
-        except ProxyError:
-            pass
-        else:
-            raise invalid(field or "body", schema.get("description")
-                          or f"{name} has a refused shape")
     kinds = schema.get("type")
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else kinds
@@ -148,6 +130,26 @@ def check(schema: Schema, value: Any, field: str) -> Any:
     if isinstance(value, dict) and ("properties" in schema or "required" in schema
                                     or "additionalProperties" in schema):
         value = _check_object(schema, value, field)
+    # Combinations last: a value of the wrong type, or with an unknown or malformed member,
+    # is told so by name rather than that it matches none of the combined shapes.
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            try:
+                value = check(option, value, field)
+                break
+            except ProxyError:
+                continue
+        else:
+            raise invalid(field or "body", schema.get("description")
+                          or f"{name} has none of the accepted shapes")
+    if "not" in schema:
+        try:
+            check(schema["not"], value, field)
+        except ProxyError:
+            pass
+        else:
+            raise invalid(field or "body", schema.get("description")
+                          or f"{name} has a refused shape")
     return value
 
 
