@@ -203,14 +203,18 @@ def validate_job_opts(value: Any, field: str) -> dict[str, Any]:
 
 
 def validate_job(value: Any, field: str) -> NewJob:
-    job = require_object(value, field)
+    """``{name, data, opts}`` at ``field`` ("" for a job that is the body itself)."""
+    def at(key: str) -> str:
+        return f"{field}.{key}" if field else key
+
+    job = require_object(value, field or "body")
     refuse_unknown(job, JOB_FIELDS, field)
     name = job.get("name")
     if not isinstance(name, str) or not name:
-        raise invalid(f"{field}.name", f"{field}.name is required and must be a non-empty string")
+        raise invalid(at("name"), f"{at('name')} is required and must be a non-empty string")
     if "data" not in job:
-        raise invalid(f"{field}.data", f"{field}.data is required (any JSON value, null included)")
-    opts = validate_job_opts(job["opts"], f"{field}.opts") if "opts" in job else {}
+        raise invalid(at("data"), f"{at('data')} is required (any JSON value, null included)")
+    opts = validate_job_opts(job["opts"], at("opts")) if "opts" in job else {}
     return NewJob(name=name, data=job["data"], opts=opts)
 
 
