@@ -27,6 +27,9 @@ from bullmq_proxy.validation import (
 MAX_FLOW_NODES = 1000
 MAX_FLOW_DEPTH = 32
 NODE_FIELDS = frozenset({"name", "queueName", "data", "opts", "children"})
+# What a child's failure does to its parent: BullMQ's job options, at most one of them true.
+ON_CHILD_FAILURE = ("failParentOnFailure", "continueParentOnFailure",
+                    "ignoreDependencyOnFailure", "removeDependencyOnFailure")
 
 
 class FlowShape:
@@ -58,8 +61,9 @@ class FlowShape:
         if not isinstance(queue_name, str):
             raise invalid(queue_field, f"{queue_field} is required and must be a string")
         queue_name = self._check_queue(queue_name, queue_field)
-        job: NewJob = validate_job({k: node[k] for k in ("name", "data", "opts") if k in node},
-                                   field)
+        job_spec = {k: node[k] for k in ("name", "data", "opts") if k in node}
+        on_failure = self._on_child_failure(job_spec, field, depth)
+        job: NewJob = validate_job(job_spec, field)
         if "repeat" in job.opts:
             raise invalid(f"{field}.opts.repeat" if field else "opts.repeat",
                           "a job of a flow cannot repeat; use a job scheduler")
@@ -69,10 +73,32 @@ class FlowShape:
                           "children must be a JSON array of flows")
         child_field = f"{field}.children" if field else "children"
         return {
-            "name": job.name, "queueName": queue_name, "data": job.data, "opts": job.opts,
+            "name": job.name, "queueName": queue_name, "data": job.data,
+            "opts": {**job.opts, **on_failure},
             "children": [self._node(child, f"{child_field}[{i}]", depth + 1, count)
                          for i, child in enumerate(children)],
         }
+
+    @staticmethod
+    def _on_child_failure(job_spec: dict[str, Any], field: str, depth: int) -> dict[str, bool]:
+        """Takes the options of ``ON_CHILD_FAILURE`` out of the node's opts, checked: only a
+        child has a parent to tell, and BullMQ accepts one of them at most."""
+        opts = job_spec.get("opts")
+        if not isinstance(opts, dict):
+            return {}
+        opts_field = f"{field}.opts" if field else "opts"
+        taken = {key: opts[key] for key in ON_CHILD_FAILURE if key in opts}
+        for key, value in taken.items():
+            if not isinstance(value, bool):
+                raise invalid(f"{opts_field}.{key}", f"{opts_field}.{key} must be a boolean")
+            if depth == 1:
+                raise invalid(f"{opts_field}.{key}", f"{opts_field}.{key} applies to a child "
+                                                      "job; a flow's root has no parent")
+        if sum(taken.values()) > 1:
+            raise invalid(opts_field, f"{opts_field} may set at most one of "
+                                      f"{', '.join(ON_CHILD_FAILURE)}")
+        job_spec["opts"] = {k: v for k, v in opts.items() if k not in taken}
+        return {key: True for key, value in taken.items() if value}
 
 
 def _rendered(tree: dict[str, Any]) -> dict[str, Any]:
