@@ -49,11 +49,13 @@ class QueueAdmin:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def names(self) -> tuple[list[str], bool]:
+    async def names(self, reuse: bool = False) -> tuple[list[str], bool]:
         """Every queue name under the prefix, sorted, and whether the scan saw them all
-        (it stops at ``MAX_LISTED_QUEUES``)."""
+        (it stops at ``MAX_LISTED_QUEUES``); with ``reuse``, the last scan if it is recent
+        (a client paging through the listing)."""
         now = self._clock()
-        if self._listing is not None and now - self._listing[0] < LISTING_TTL_SECONDS:
+        if (reuse and self._listing is not None
+                and now - self._listing[0] < LISTING_TTL_SECONDS):
             return self._listing[1], self._listing[2]
         prefix = self._queues.prefix + ":"
         found: set[str] = set()
@@ -72,7 +74,7 @@ class QueueAdmin:
         return names, complete
 
     async def list(self, start: int, length: int) -> dict[str, Any]:
-        names, complete = await self.names()
+        names, complete = await self.names(reuse=start > 0)
         page = names[start:start + length]
         urls = await self._worker_urls(page) if page else {}
         summaries = await asyncio.gather(*(self._brief(name) for name in page))
