@@ -64,7 +64,9 @@ class QueueAdmin:
             pattern = f"{_glob_escape(prefix)}*:{marker}"
             async for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
                 name = key[len(prefix):-len(marker) - 1]
-                if name:
+                # A queue name has no ':'; keys such as <q>:repeat:meta (a job scheduler
+                # named "meta") or <q>:de:events (a deduplication id) are no queues.
+                if name and ":" not in name:
                     found.add(name)
                 if len(found) >= MAX_LISTED_QUEUES:
                     complete = False
