@@ -66,11 +66,14 @@ class QueueAdmin:
                 name = key[len(prefix):-len(marker) - 1]
                 # A queue name has no ':'; keys such as <q>:repeat:meta (a job scheduler
                 # named "meta") or <q>:de:events (a deduplication id) are no queues.
-                if name and ":" not in name:
-                    found.add(name)
-                if len(found) >= MAX_LISTED_QUEUES:
+                if not name or ":" in name or name in found:
+                    continue
+                if len(found) == MAX_LISTED_QUEUES:
                     complete = False
                     break
+                found.add(name)
+            if not complete:
+                break
         names = sorted(found)
         self._listing = (now, names, complete)
         return names, complete
