@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from bullmq import Job, Queue
+from bullmq.redis_connection import loadScript
 
 from bullmq_proxy.errors import CONFLICT, NOT_FOUND, ProxyError
 from bullmq_proxy.jobs import job_json, read_job
@@ -32,6 +33,8 @@ def _conflict(job_id: str, state: str, what: str) -> ProxyError:
 class JobAdmin:
     def __init__(self, queues: QueueRegistry) -> None:
         self._queues = queues
+        # bullmq ships this script without registering it (Python's Job has no changeDelay).
+        self._change_delay = queues.client.register_script(loadScript("changeDelay-4.lua"))
 
     async def _job(self, queue: Queue, job_id: str) -> tuple[Job, str]:
         state = await queue.getJobState(job_id)
@@ -110,7 +113,7 @@ class JobAdmin:
         if state != "delayed":
             raise _conflict(job_id, state, "only the delay of a delayed job can change")
         keys = queue.keys
-        result = await queue.backend.scripts.commands["changeDelay"](
+        result = await self._change_delay(
             keys=[keys["delayed"], keys["meta"], keys["marker"], keys["events"]],
             args=[delay, round(time.time() * 1000), job_id, queue.toKey(job_id)])
         if result == _MISSING:
