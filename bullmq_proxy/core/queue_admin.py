@@ -104,7 +104,10 @@ class QueueAdmin:
         return queue
 
     async def summary(self, name: str) -> dict[str, Any]:
-        queue = await self.require(name)
+        return await self._summary(await self.require(name))
+
+    async def _summary(self, queue: Queue) -> dict[str, Any]:
+        name = queue.name
         brief, concurrency, rate, schedulers, urls = await asyncio.gather(
             self._brief(name), queue.getGlobalConcurrency(), queue.getGlobalRateLimit(),
             queue.getJobSchedulersCount(), self._worker_urls([name]))
@@ -163,13 +166,17 @@ class QueueAdmin:
         return await self.summary(name)
 
     async def remove_rate_limit(self, name: str) -> dict[str, Any]:
-        await (await self.require(name)).removeGlobalRateLimit()
-        return await self.summary(name)
+        queue = await self.require(name)
+        await queue.removeGlobalRateLimit()
+        # Not summary(): a queue that held nothing but this limit is gone from Redis now.
+        return await self._summary(queue)
 
     async def set_concurrency(self, name: str, maximum: int) -> dict[str, Any]:
         await self._queues.get(name).setGlobalConcurrency(maximum)
         return await self.summary(name)
 
     async def remove_concurrency(self, name: str) -> dict[str, Any]:
-        await (await self.require(name)).removeGlobalConcurrency()
-        return await self.summary(name)
+        queue = await self.require(name)
+        await queue.removeGlobalConcurrency()
+        # Not summary(): a queue that held nothing but this limit is gone from Redis now.
+        return await self._summary(queue)
