@@ -7,12 +7,12 @@ siblings are BullMQ's own job options.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bullmq import FlowProducer
 
-from bullmq_proxy.errors import invalid
+from bullmq_proxy.errors import CONFLICT, ProxyError, invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.queues import QueueRegistry
 from bullmq_proxy.redis.layout import speak_layout
@@ -108,11 +108,63 @@ def _rendered(tree: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def _walk(node: dict[str, Any], field: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """A tree's nodes (requested, or added: the same shape) with their request paths."""
+    yield node, field
+    for index, child in enumerate(node.get("children", [])):
+        yield from _walk(child, f"{field}.children[{index}]" if field else f"children[{index}]")
+
+
 class Flows:
     def __init__(self, queues: QueueRegistry) -> None:
+        self._queues = queues
         self._producer = FlowProducer({"connection": queues.client, "prefix": queues.prefix})
         speak_layout(self._producer.backend, queues.layout)
 
-    async def add(self, trees: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each tree atomically; the trees answered in FlowProducer's own shape."""
-        return [_rendered(await self._producer.add(tree)) for tree in trees]
+    async def add(self, trees: list[dict[str, Any]], array: bool = False
+                  ) -> list[dict[str, Any]]:
+        """Each tree atomically; the trees answered in FlowProducer's own shape. ``array``:
+        the trees came as a JSON array (errors name ``[i]...``)."""
+        fields = [f"[{index}]" if array else "" for index in range(len(trees))]
+        for tree, field in zip(trees, fields, strict=True):
+            await self._refuse_adopted_children(tree, field)
+        added = []
+        for tree, field in zip(trees, fields, strict=True):
+            result = await self._producer.add(tree)
+            # BullMQ answers a child it refused with an error code for its id, having added
+            # the rest of the tree in the same transaction (a race the check above lost).
+            for (node, path), (done, _) in zip(_walk(tree, field), _walk(result, field),
+                                                strict=True):
+                if isinstance(done["job"].id, int):
+                    raise await self._adopted(node, path)
+            added.append(_rendered(result))
+        return added
+
+    async def _refuse_adopted_children(self, tree: dict[str, Any], field: str) -> None:
+        """A 409 for a child whose ``jobId`` names a job of another parent: BullMQ would
+        refuse that child alone and leave its parent waiting for it forever."""
+        named = []
+        for node, path in _walk(tree, field):
+            own = node["opts"].get("jobId")
+            parent = f"{self._queues.prefix}:{node['queueName']}:{own}" if own else None
+            for index, child in enumerate(node["children"]):
+                if "jobId" in child["opts"]:
+                    child_path = f"{path}.children[{index}]" if path else f"children[{index}]"
+                    named.append((child, child_path, parent))
+        if not named:
+            return
+        async with self._queues.client.pipeline(transaction=False) as pipe:
+            for child, _, _ in named:
+                pipe.hget(self._queues.key(child["queueName"], child["opts"]["jobId"]),
+                          "parentKey")
+            parents = await pipe.execute()
+        for (child, path, parent), existing in zip(named, parents, strict=True):
+            if existing is not None and existing != parent:
+                raise await self._adopted(child, path)
+
+    async def _adopted(self, node: dict[str, Any], path: str) -> ProxyError:
+        job_id, queue_name = node["opts"]["jobId"], node["queueName"]
+        state = await self._queues.get(queue_name).getJobState(job_id)
+        return ProxyError(CONFLICT, f"Job {job_id!r} of queue {queue_name!r} already has "
+                                    "another parent; a job has one parent.",
+                          f"{path}.opts.jobId" if path else "opts.jobId", state=state)

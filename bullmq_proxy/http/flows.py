@@ -15,7 +15,8 @@ def flow_routes(flows: Flows, config: Config) -> list[Route]:
 
     async def add(call: Call) -> Any:
         body = call.json()
-        added = await flows.add(shape.trees(body))
-        return added if isinstance(body, list) else added[0]
+        array = isinstance(body, list)
+        added = await flows.add(shape.trees(body), array)
+        return added if array else added[0]
 
     return [Route(b"POST", "/flows", add, summary="Add a flow (or an array of flows)")]
