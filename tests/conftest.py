@@ -11,7 +11,7 @@ import redis
 
 from bullmq_proxy.redis.embedded import free_port
 from tests.redis_process import start_redis
-from tests.support import make_config, start_proxy
+from tests.support import make_config, start_live_proxy, start_proxy
 
 
 @pytest.fixture(scope="session")
@@ -48,5 +48,21 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
 async def proxy(redis_url):
     """A proxy on the test Redis, with its resource tree driven through StubTreq."""
     running = await start_proxy(make_config(redis_url))
+    yield running
+    await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def proxy5(redis_url):
+    """A proxy serving every queue in Node BullMQ 5's layout (BULLMQ_LAYOUT=5)."""
+    running = await start_proxy(make_config(redis_url, bullmq_layout="5"))
+    yield running
+    await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def live_proxy(redis_url):
+    """A proxy on the test Redis listening on a loopback port (WebSocket workers need one)."""
+    running = await start_live_proxy(make_config(redis_url))
     yield running
     await running.stop()
