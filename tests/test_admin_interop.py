@@ -184,12 +184,14 @@ async def test_rest_actions_during_a_pause_keep_the_queues_layout_and_lose_nothi
     await until(lambda: len(failed(app)) == 2, "the failures")
     await app.call("closeWorker", queue=QUEUE)
     plain = [await app.call("add", queue=QUEUE, name="node", data={}) for _ in range(2)]
-    later = await app.call("add", queue=QUEUE, name="later", data={}, opts={"delay": 600_000})
+    later = [await app.call("add", queue=QUEUE, name="later", data={},
+                            opts={"delay": 600_000}) for _ in range(2)]
 
     assert (await rest(proxy, "POST", f"{Q}/pause"))["paused"] is True
     assert await app.call("isPaused", queue=QUEUE)
     # Each way REST puts a job back to waiting, during the pause.
-    await rest(proxy, "POST", f"{Q}/jobs/{later}/promote")
+    await rest(proxy, "POST", f"{Q}/jobs/{later[0]}/promote")
+    await rest(proxy, "POST", f"{Q}/promote")
     await rest(proxy, "POST", f"{Q}/jobs/{failing[0]}/retry")
     await rest(proxy, "POST", f"{Q}/retry")
     ours = await add(proxy, {})
@@ -197,7 +199,7 @@ async def test_rest_actions_during_a_pause_keep_the_queues_layout_and_lose_nothi
         "name": "parent", "queueName": "other", "data": {},
         "children": [{"name": "child", "queueName": QUEUE, "data": {}}]})
     child = flow["children"][0]["job"]["id"]
-    waiting = [*plain, later, *failing, *ours, child]
+    waiting = [*plain, *later, *failing, *ours, child]
     held = "paused" if major == "5" else "wait"
     assert sorted(sync_redis.lrange(f"bull:{QUEUE}:{held}", 0, -1)) == sorted(waiting)
     if major == "5":

@@ -20,6 +20,7 @@ from tests.admin_support import (
     until,
     where,
 )
+from tests.support import make_config, start_proxy
 from tests.workers_helpers import listen_endpoint, ok, register
 from tests.ws_support import connect, on_asyncio
 
@@ -79,6 +80,20 @@ async def test_the_first_page_is_scanned_afresh_and_later_pages_reuse_that_scan(
     assert ([q["name"] for q in first["queues"]], first["total"]) == (["aaa", "bbb"], 4)
     await rest(proxy, "DELETE", "/queues/aaa", status=204)
     assert [q["name"] for q in (await _queues(proxy))["queues"]] == ["bbb", "ccc", "ddd"]
+
+
+@on_asyncio
+async def test_a_prefix_with_glob_characters_lists_only_its_own_queues(redis_url, sync_redis):
+    running = await on_twisted(start_proxy(make_config(redis_url, queue_prefix="b[u]*ll")))
+    try:
+        await add(running, {}, queue="mine")
+        sync_redis.hset("bull:theirs:meta", "opts.maxLenEvents", 10)
+        sync_redis.hset("bxll:theirs:meta", "opts.maxLenEvents", 10)
+        listing = await _queues(running)
+        assert [q["name"] for q in listing["queues"]] == ["mine"]
+        assert sync_redis.exists("b[u]*ll:mine:meta") == 1
+    finally:
+        await on_twisted(running.stop())
 
 
 @pytest.mark.parametrize(("queues", "total", "complete"), [(3, 3, True), (4, 3, False)])
