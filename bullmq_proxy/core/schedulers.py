@@ -8,7 +8,7 @@ from typing import Any
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from bullmq_proxy.errors import NOT_FOUND, ProxyError, invalid
-from bullmq_proxy.jobs import job_json
+from bullmq_proxy.jobs import read_job
 from bullmq_proxy.queues import QueueRegistry
 
 # The scheduler fields of BullMQ's RepeatOptions the REST shape accepts besides the template.
@@ -54,7 +54,9 @@ class Schedulers:
             # no job for the limits and dates the shape accepts.
             raise invalid("endDate", "endDate has passed: the scheduler would never run")
         record = await self.get(name, scheduler_id)
-        return {**record, "nextJob": job_json(next_job) if next_job is not None else None}
+        # Read back: bullmq answers a Job it built, whose repeatJobKey, timestamp and opts
+        # are not all the stored ones.
+        return {**record, "nextJob": await read_job(queue, next_job.id)}
 
     async def list(self, name: str, start: int, length: int) -> dict[str, Any]:
         queue = self._queues.get(name)
