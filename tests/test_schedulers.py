@@ -40,6 +40,8 @@ async def test_put_creates_a_scheduler_and_its_first_job(proxy, sync_redis):
     job = answer["nextJob"]
     assert (job["id"], job["name"], job["data"]) == (f"repeat:tick:{start}", "tick-job",
                                                      {"n": 1})
+    assert (job["state"], job["repeatJobKey"]) == ("delayed", "tick")
+    assert job == await rest(proxy, "GET", f"/queues/mail/jobs/{job['id']}")
     # In Redis: the scheduler's record, its place in the repeat set, its delayed job.
     assert sync_redis.zscore("bull:mail:repeat", "tick") == start
     assert sync_redis.hget("bull:mail:repeat:tick", "every") == "60000"
