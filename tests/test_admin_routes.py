@@ -5,6 +5,9 @@ Redis exactly as it was."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bullmq_proxy.core.flows import MAX_FLOW_DEPTH, MAX_FLOW_NODES
@@ -319,3 +322,34 @@ def test_a_flow_at_the_bounds_is_accepted_by_the_shape():
     assert len(shape.trees(_chain(MAX_FLOW_DEPTH))) == 1
     wide = shape.trees({**ROOT, "children": [LEAF] * (MAX_FLOW_NODES - 1)})
     assert len(wide[0]["children"]) == MAX_FLOW_NODES - 1
+
+
+def _management_routes():
+    from bullmq_proxy.config import Config
+    from bullmq_proxy.http.admin import job_admin_routes, queue_admin_routes
+    from bullmq_proxy.http.flows import flow_routes
+    from bullmq_proxy.http.schedulers import scheduler_routes
+
+    # The handlers close over the core objects, which listing the routes never calls.
+    return [*queue_admin_routes(None), *job_admin_routes(None), *scheduler_routes(None),
+            *flow_routes(None, Config())]
+
+
+def test_the_tables_above_cover_every_management_route():
+    declared = {(route.method.decode(), route.template) for route in _management_routes()}
+    tested = {(method, re.sub(r"/(mail|1|2|tick)(?=/|$|\?)", "/X", path.split("?")[0]))
+              for method, path, _ in ROUTES}
+    expected = {(method, re.sub(r"\{\w+\}", "X", template)) for method, template in declared}
+    assert expected <= tested
+
+
+def test_docs_queues_md_has_a_curl_example_for_every_management_route():
+    doc = (Path(__file__).parent.parent / "docs" / "queues.md").read_text()
+    curls = [line for line in doc.splitlines() if line.startswith("curl ")]
+    for route in _management_routes():
+        method = route.method.decode()
+        path = re.sub(r"\\\{\w+\\\}", r"[^/?\"]+", re.escape(route.template))
+        shown = re.compile(rf'"\$P{path}[?"]')
+        assert any(shown.search(line) and (f"-X {method} " in line if method != "GET"
+                                           else "-X " not in line) for line in curls), (
+            method, route.template)
