@@ -59,6 +59,16 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any
         await asyncio.sleep(0.05)
 
 
+def overlapping(spans: list[tuple[float, float]]) -> bool:
+    """Whether, of these (start, end) runs, one started before an earlier one had ended."""
+    ended = float("-inf")
+    for start, end in sorted(spans):
+        if start < ended:
+            return True
+        ended = max(ended, end)
+    return False
+
+
 def snapshot(client: redis.Redis) -> dict[str, bytes | None]:
     """Every key of Redis with its serialized value: equal snapshots, unchanged data."""
     return {key: client.dump(key) for key in sorted(client.keys("*"))}

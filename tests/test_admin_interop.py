@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.admin_support import rest, until, where
+from tests.admin_support import overlapping, rest, until, where
 from tests.node_fleet import MAJORS, NodeApp
 from tests.ws_support import on_asyncio
 
@@ -64,15 +64,6 @@ async def test_jobs_retried_over_rest_are_processed_by_a_node_worker(proxy, apps
 def spans(app: NodeApp) -> list[tuple[int, int]]:
     return sorted((e["result"]["startedAt"], e["result"]["finishedAt"])
                   for e in processed(app))
-
-
-def overlapping(runs: list[tuple[int, int]]) -> bool:
-    ended = float("-inf")
-    for start, end in sorted(runs):
-        if start < ended:
-            return True
-        ended = max(ended, end)
-    return False
 
 
 @pytest.mark.parametrize("major", MAJORS)

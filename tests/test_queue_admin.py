@@ -16,6 +16,7 @@ from tests.admin_support import (
     held_active,
     jobs_in,
     on_twisted,
+    overlapping,
     rest,
     until,
     where,
@@ -350,32 +351,21 @@ async def _run_with_proxy_worker(live, kind: str, count: int, hold: float
     return spans
 
 
-def _overlapping(spans: list[tuple[float, float]]) -> bool:
-    """Whether a job started before another that started earlier had ended."""
-    ended = float("-inf")
-    for start, end in sorted(spans):
-        if start < ended:
-            return True
-        ended = max(ended, end)
-    return False
-
-
 @pytest.mark.parametrize("kind", ["endpoint", "websocket"])
 @on_asyncio
 async def test_the_proxys_workers_obey_the_global_concurrency_set_here(live_proxy,
                                                                       sync_redis, kind):
     await rest(live_proxy, "PUT", f"{Q}/concurrency", {"max": 1})
-    assert not _overlapping(await _run_with_proxy_worker(live_proxy, kind, 4, 0.3))
+    assert not overlapping(await _run_with_proxy_worker(live_proxy, kind, 4, 0.3))
     # The control: without the limit the same worker runs them side by side.
     await rest(live_proxy, "DELETE", f"{Q}/concurrency")
-    assert _overlapping(await _run_with_proxy_worker(live_proxy, kind, 4, 0.5))
+    assert overlapping(await _run_with_proxy_worker(live_proxy, kind, 4, 0.5))
     await until(lambda: sync_redis.zcard("bull:mail:completed") == 8, "the completions")
 
 
 @pytest.mark.parametrize("kind", ["endpoint", "websocket"])
 @on_asyncio
-async def test_the_proxys_workers_obey_the_global_rate_limit_set_here(live_proxy,
-                                                                     sync_redis, kind):
+async def test_the_proxys_workers_obey_the_global_rate_limit_set_here(live_proxy, kind):
     # 2 jobs per 500 ms: 5 jobs need 3 windows, so the last starts 2 windows after the first.
     await rest(live_proxy, "PUT", f"{Q}/rate-limit", {"max": 2, "duration": 500})
     starts = sorted(start for start, _ in await _run_with_proxy_worker(live_proxy, kind, 5,
