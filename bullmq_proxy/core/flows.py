@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bullmq import FlowProducer
+from bullmq.utils import is_redis_cluster
 
 from bullmq_proxy.errors import CONFLICT, ProxyError, invalid
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.queues import QueueRegistry
+from bullmq_proxy.redis.cluster import add_flow_each, key_slot_of_queue
 from bullmq_proxy.redis.layout import speak_layout
 from bullmq_proxy.validation import (
     NewJob,
@@ -120,6 +122,10 @@ class Flows:
         self._queues = queues
         self._producer = FlowProducer({"connection": queues.client, "prefix": queues.prefix})
         speak_layout(self._producer.backend, queues.layout)
+        self._cluster = is_redis_cluster(queues.client)
+        if self._cluster:
+            # redis-py runs no scripts in a Cluster transaction.
+            self._producer.backend.addFlow = add_flow_each
 
     async def add(self, trees: list[dict[str, Any]], array: bool = False
                   ) -> list[dict[str, Any]]:
@@ -127,6 +133,8 @@ class Flows:
         the trees came as a JSON array (errors name ``[i]...``)."""
         fields = [f"[{index}]" if array else "" for index in range(len(trees))]
         for tree, field in zip(trees, fields, strict=True):
+            if self._cluster:
+                self._refuse_children_in_other_slots(tree, field)
             await self._refuse_adopted_children(tree, field)
         added = []
         for tree, field in zip(trees, fields, strict=True):
@@ -139,6 +147,18 @@ class Flows:
                     raise await self._adopted(node, path)
             added.append(_rendered(result))
         return added
+
+    def _refuse_children_in_other_slots(self, tree: dict[str, Any], field: str) -> None:
+        """On a Cluster a child's scripts write its parent's keys too: both queues must
+        hash to one slot."""
+        prefix = self._queues.prefix
+        for node, path in _walk(tree, field):
+            slot = key_slot_of_queue(prefix, node["queueName"])
+            for index, child in enumerate(node["children"]):
+                if key_slot_of_queue(prefix, child["queueName"]) != slot:
+                    where = f"{path}.children[{index}]" if path else f"children[{index}]"
+                    raise invalid(f"{where}.queueName", "with Redis Cluster a child's queue "
+                                  "needs its parent's hash tag, e.g. {mail} for both")
 
     async def _refuse_adopted_children(self, tree: dict[str, Any], field: str) -> None:
         """A 409 for a child whose ``jobId`` names a job of another parent: BullMQ would
