@@ -95,11 +95,13 @@ async def _rest_round_trip(proxy, queue: str, cluster: RedisCluster, prefix: str
 @pytest_twisted.ensureDeferred
 async def test_rest_api_with_a_hash_tagged_prefix(tagged_prefix_proxy, cluster):
     await _rest_round_trip(tagged_prefix_proxy, "mail", cluster, "{bull}")
+    await _manage(tagged_prefix_proxy, "admin", cluster, "{bull}")
 
 
 @pytest_twisted.ensureDeferred
 async def test_rest_api_with_hash_tagged_queue_names(plain_prefix_proxy, cluster):
     await _rest_round_trip(plain_prefix_proxy, "{mail}", cluster, "bull")
+    await _manage(plain_prefix_proxy, "{admin}", cluster, "bull")
 
 
 def _one_tag_per_node(cluster: RedisCluster, nodes: int) -> list[str]:
@@ -166,16 +168,6 @@ async def _manage(proxy, queue: str, cluster: RedisCluster, prefix: str) -> None
     await call("DELETE", "", status=204)
     assert cluster.exists(f"{prefix}:{queue}:meta", f"{prefix}:{queue}:{added[0]['id']}",
                           f"{prefix}:{queue}:{scheduler['nextJob']['id']}") == 0
-
-
-@pytest_twisted.ensureDeferred
-async def test_management_with_a_hash_tagged_prefix(tagged_prefix_proxy, cluster):
-    await _manage(tagged_prefix_proxy, "mail", cluster, "{bull}")
-
-
-@pytest_twisted.ensureDeferred
-async def test_management_with_hash_tagged_queue_names(plain_prefix_proxy, cluster):
-    await _manage(plain_prefix_proxy, "{mail}", cluster, "bull")
 
 
 @pytest_twisted.ensureDeferred
