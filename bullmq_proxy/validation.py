@@ -368,15 +368,19 @@ def new_job(name: str, data: Any, opts: dict[str, Any], data_field: str) -> NewJ
 
 
 def validate_job(value: Any, field: str) -> NewJob:
-    job = require_object(value, field)
+    """``{name, data, opts}`` at ``field`` ("" for a job that is the body itself)."""
+    def at(key: str) -> str:
+        return f"{field}.{key}" if field else key
+
+    job = require_object(value, field or "body")
     refuse_unknown(job, JOB_FIELDS, field)
     name = job.get("name")
     if not isinstance(name, str) or not name:
-        raise invalid(f"{field}.name", f"{field}.name is required and must be a non-empty string")
+        raise invalid(at("name"), f"{at('name')} is required and must be a non-empty string")
     if "data" not in job:
-        raise invalid(f"{field}.data", f"{field}.data is required (any JSON value, null included)")
-    opts = validate_job_opts(job["opts"], f"{field}.opts") if "opts" in job else {}
-    return new_job(name, job["data"], opts, f"{field}.data")
+        raise invalid(at("data"), f"{at('data')} is required (any JSON value, null included)")
+    opts = validate_job_opts(job["opts"], at("opts")) if "opts" in job else {}
+    return new_job(name, job["data"], opts, at("data"))
 
 
 def validate_jobs(body: Any) -> list[NewJob]:

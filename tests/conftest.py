@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import pytest_twisted
 import redis
+from twisted.internet import defer
 
 from bullmq_proxy.redis.embedded import free_port
+from tests.node_fleet import NodeApp, install_node_bullmq
 from tests.redis_process import start_redis
-from tests.support import make_config, start_proxy
+from tests.support import make_config, start_live_proxy, start_proxy
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +53,40 @@ async def proxy(redis_url):
     running = await start_proxy(make_config(redis_url))
     yield running
     await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def proxy5(redis_url):
+    """A proxy serving every queue in Node BullMQ 5's layout (BULLMQ_LAYOUT=5)."""
+    running = await start_proxy(make_config(redis_url, bullmq_layout="5"))
+    yield running
+    await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def live_proxy(redis_url):
+    """A proxy on the test Redis listening on a loopback port (WebSocket workers need one)."""
+    running = await start_live_proxy(make_config(redis_url))
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="session")
+def node_bullmq() -> None:
+    install_node_bullmq()
+
+
+@pytest_twisted.async_yield_fixture
+async def apps(node_bullmq, redis_url) -> AsyncIterator[Callable[[str], Awaitable[NodeApp]]]:
+    """Starts Node BullMQ apps (``await apps("5")`` from an asyncio test body); all are
+    closed at the end of the test."""
+    started: list[NodeApp] = []
+
+    async def start(major: str) -> NodeApp:
+        app = await NodeApp.start(major, redis_url)
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        await defer.Deferred.fromFuture(asyncio.ensure_future(app.close()))

@@ -69,6 +69,7 @@ class NodeApp:
 
     async def call(self, op: str, **args: Any) -> Any:
         assert self._process.stdin is not None
+        assert not {"id", "op"} & args.keys(), "id and op name the command itself"
         command_id = next(self._ids)
         answer = asyncio.get_running_loop().create_future()
         self._answers[command_id] = answer

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,19 +15,14 @@ import pytest_twisted
 from bullmq import Job
 from twisted.internet import defer
 
-from bullmq_proxy.bridge import as_future
-from tests.node_fleet import MAJORS, NodeApp, install_node_bullmq
-from tests.support import AUTH, make_config, start_live_proxy
+from tests.admin_support import on_twisted, rest, until
+from tests.node_fleet import MAJORS, NodeApp
+from tests.support import make_config, start_live_proxy
 from tests.workers_helpers import listen_endpoint, ok, register
 from tests.ws_support import connect, on_asyncio
 
 pytestmark = pytest.mark.slow
 QUEUE = "fleet"
-
-
-@pytest.fixture(scope="session")
-def node_bullmq() -> None:
-    install_node_bullmq()
 
 
 @pytest_twisted.async_yield_fixture
@@ -37,40 +31,6 @@ async def live(redis_url):
                                                worker_lock_duration=1000))
     yield proxy
     await proxy.stop()
-
-
-@pytest_twisted.async_yield_fixture
-async def apps(node_bullmq, redis_url) -> AsyncIterator[Callable[[str], Awaitable[NodeApp]]]:
-    started: list[NodeApp] = []
-
-    async def start(major: str) -> NodeApp:
-        """Called from the asyncio test body."""
-        app = await NodeApp.start(major, redis_url)
-        started.append(app)
-        return app
-
-    yield start
-    for app in started:
-        await defer.Deferred.fromFuture(asyncio.ensure_future(app.close()))
-
-
-def on_twisted(coroutine: Any) -> Any:
-    """A Twisted coroutine (the proxy's test helpers) awaited from an asyncio test."""
-    return as_future(defer.ensureDeferred(coroutine))
-
-
-async def rest(live, method: str, path: str, body: Any = None) -> Any:
-    status, answer, _ = await on_twisted(live.request(method, path, json_body=body,
-                                                      headers=AUTH))
-    assert status == 200, answer
-    return answer
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def proxy_add(live, via: str, count: int, opts: dict[str, Any] | None = None

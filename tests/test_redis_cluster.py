@@ -95,25 +95,31 @@ async def _rest_round_trip(proxy, queue: str, cluster: RedisCluster, prefix: str
 @pytest_twisted.ensureDeferred
 async def test_rest_api_with_a_hash_tagged_prefix(tagged_prefix_proxy, cluster):
     await _rest_round_trip(tagged_prefix_proxy, "mail", cluster, "{bull}")
+    await _manage(tagged_prefix_proxy, "admin", cluster, "{bull}")
 
 
 @pytest_twisted.ensureDeferred
 async def test_rest_api_with_hash_tagged_queue_names(plain_prefix_proxy, cluster):
     await _rest_round_trip(plain_prefix_proxy, "{mail}", cluster, "bull")
+    await _manage(plain_prefix_proxy, "{admin}", cluster, "bull")
 
 
-@pytest_twisted.ensureDeferred
-async def test_hash_tagged_queues_spread_over_every_node(plain_prefix_proxy, cluster,
-                                                         cluster_ports):
-    # One queue per node: pick tags whose slots the three nodes own.
+def _one_tag_per_node(cluster: RedisCluster, nodes: int) -> list[str]:
+    """Hash tags whose slots each of the nodes owns, one per node."""
     owners: dict[str, str] = {}
     for n in range(200):
         tag = f"q{n}"
         node = cluster.get_node_from_key(f"{{{tag}}}")
         owners.setdefault(node.name, tag)
-        if len(owners) == len(cluster_ports):
+        if len(owners) == nodes:
             break
-    for tag in owners.values():
+    return list(owners.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_hash_tagged_queues_spread_over_every_node(plain_prefix_proxy, cluster,
+                                                         cluster_ports):
+    for tag in _one_tag_per_node(cluster, len(cluster_ports)):
         status, _, _ = await plain_prefix_proxy.request(
             "POST", f"/queues/{quote('{' + tag + '}', safe='')}/jobs",
             json_body=[{"name": "a", "data": 1}], headers=AUTH)
@@ -122,6 +128,69 @@ async def test_hash_tagged_queues_spread_over_every_node(plain_prefix_proxy, clu
         node = redis.Redis(port=port)
         assert node.dbsize() > 0, f"node {port} holds no queue"
         node.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_queues_lists_the_queues_of_every_node(plain_prefix_proxy, cluster,
+                                                         cluster_ports):
+    names = sorted(f"{{{tag}}}" for tag in _one_tag_per_node(cluster, len(cluster_ports)))
+    for name in names:
+        await plain_prefix_proxy.request("PUT", f"/queues/{quote(name, safe='')}/concurrency",
+                                         json_body={"max": 2}, headers=AUTH)
+    status, listing, _ = await plain_prefix_proxy.request("GET", "/queues", headers=AUTH)
+    assert status == 200
+    assert [queue["name"] for queue in listing["queues"]] == names
+
+
+async def _manage(proxy, queue: str, cluster: RedisCluster, prefix: str) -> None:
+    """Queue, job and scheduler management on one queue of the cluster."""
+    path = f"/queues/{quote(queue, safe='')}"
+
+    async def call(method, route, body=None, status=200):
+        code, answer, _ = await proxy.request(method, path + route, json_body=body,
+                                              headers=AUTH)
+        assert code == status, answer
+        return answer
+
+    added = await call("POST", "/jobs", [{"name": "a", "data": 1},
+                                         {"name": "b", "data": 2, "opts": {"delay": 60000}}])
+    assert (await call("POST", "/pause"))["paused"] is True
+    assert (await call("POST", "/resume"))["paused"] is False
+    delayed = await call("POST", f"/jobs/{added[1]['id']}/delay", {"delay": 120000})
+    assert delayed["state"] == "delayed"
+    assert (await call("POST", f"/jobs/{added[1]['id']}/promote"))["state"] == "waiting"
+    scheduler = await call("PUT", "/schedulers/tick", {"every": 60000})
+    assert (await call("GET", "/schedulers"))["total"] == 1
+    await call("DELETE", "/schedulers/tick")
+    assert (await call("POST", "/clean", {"type": "wait"}))["removed"] != []
+    await call("PUT", "/rate-limit", {"max": 1, "duration": 1000})
+    assert cluster.hget(f"{prefix}:{queue}:meta", "max") == "1"
+    await call("DELETE", "", status=204)
+    assert cluster.exists(f"{prefix}:{queue}:meta", f"{prefix}:{queue}:{added[0]['id']}",
+                          f"{prefix}:{queue}:{scheduler['nextJob']['id']}") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_flows_on_a_cluster_keep_each_family_in_one_slot(plain_prefix_proxy, cluster):
+    flow = {"name": "render", "queueName": "{video}", "data": {}, "children": [
+        {"name": "frame", "queueName": "{video}frames", "data": {"n": n}} for n in range(3)]}
+    status, added, _ = await plain_prefix_proxy.request("POST", "/flows", json_body=flow,
+                                                        headers=AUTH)
+    assert status == 200, added
+    parent = added["job"]["id"]
+    assert cluster.zscore("bull:{video}:waiting-children", parent) is not None
+    assert cluster.smembers(f"bull:{{video}}:{parent}:dependencies") == {
+        f"bull:{{video}}frames:{child['job']['id']}" for child in added["children"]}
+    status, children, _ = await plain_prefix_proxy.request(
+        "GET", f"/queues/%7Bvideo%7D/jobs/{parent}/children", headers=AUTH)
+    assert (status, children["counts"]["unprocessed"]) == (200, 3)
+    # A child in another slot could not tell its parent: refused before anything is added.
+    keys = cluster.dbsize()
+    elsewhere = {**flow, "children": [{"name": "frame", "queueName": "{audio}", "data": {}}]}
+    status, problem, _ = await plain_prefix_proxy.request("POST", "/flows",
+                                                          json_body=elsewhere, headers=AUTH)
+    assert (status, problem["field"]) == (400, "children[0].queueName")
+    assert cluster.dbsize() == keys
 
 
 @pytest_twisted.ensureDeferred

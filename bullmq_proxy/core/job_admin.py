@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from bullmq import Job, Queue
+from bullmq.redis_connection import loadScript
 
 from bullmq_proxy.core import moves
 from bullmq_proxy.errors import CONFLICT, NOT_FOUND, ProxyError
@@ -32,6 +33,8 @@ def _conflict(job_id: str, state: str, what: str) -> ProxyError:
 class JobAdmin:
     def __init__(self, queues: QueueRegistry) -> None:
         self._queues = queues
+        # bullmq ships this script without registering it (Python's Job has no changeDelay).
+        self._change_delay = queues.client.register_script(loadScript("changeDelay-4.lua"))
 
     async def _job(self, queue: Queue, job_id: str) -> tuple[Job, str]:
         state = await queue.getJobState(job_id)

@@ -49,11 +49,13 @@ class QueueAdmin:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def names(self) -> tuple[list[str], bool]:
+    async def names(self, reuse: bool = False) -> tuple[list[str], bool]:
         """Every queue name under the prefix, sorted, and whether the scan saw them all
-        (it stops at ``MAX_LISTED_QUEUES``)."""
+        (it stops at ``MAX_LISTED_QUEUES``); with ``reuse``, the last scan if it is recent
+        (a client paging through the listing)."""
         now = self._clock()
-        if self._listing is not None and now - self._listing[0] < LISTING_TTL_SECONDS:
+        if (reuse and self._listing is not None
+                and now - self._listing[0] < LISTING_TTL_SECONDS):
             return self._listing[1], self._listing[2]
         prefix = self._queues.prefix + ":"
         found: set[str] = set()
@@ -62,11 +64,16 @@ class QueueAdmin:
             pattern = f"{_glob_escape(prefix)}*:{marker}"
             async for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
                 name = key[len(prefix):-len(marker) - 1]
-                if name:
-                    found.add(name)
-                if len(found) >= MAX_LISTED_QUEUES:
+                # A queue name has no ':'; keys such as <q>:repeat:meta (a job scheduler
+                # named "meta") or <q>:de:events (a deduplication id) are no queues.
+                if not name or ":" in name or name in found:
+                    continue
+                if len(found) == MAX_LISTED_QUEUES:
                     complete = False
                     break
+                found.add(name)
+            if not complete:
+                break
         names = sorted(found)
         self._listing = (now, names, complete)
         return names, complete
@@ -74,7 +81,7 @@ class QueueAdmin:
     async def list(self, start: int, length: int,
                    readable: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """A page of the queues (those ``readable`` accepts, when given) with their counts."""
-        names, complete = await self.names()
+        names, complete = await self.names(reuse=start > 0)
         if readable is not None:
             names = [name for name in names if readable(name)]
         page = names[start:start + length]
@@ -101,7 +108,10 @@ class QueueAdmin:
         return queue
 
     async def summary(self, name: str) -> dict[str, Any]:
-        queue = await self.require(name)
+        return await self._summary(await self.require(name))
+
+    async def _summary(self, queue: Queue) -> dict[str, Any]:
+        name = queue.name
         brief, concurrency, rate, schedulers, urls = await asyncio.gather(
             self._brief(name), queue.getGlobalConcurrency(), queue.getGlobalRateLimit(),
             queue.getJobSchedulersCount(), self._worker_urls([name]))
@@ -160,13 +170,17 @@ class QueueAdmin:
         return await self.summary(name)
 
     async def remove_rate_limit(self, name: str) -> dict[str, Any]:
-        await (await self.require(name)).removeGlobalRateLimit()
-        return await self.summary(name)
+        queue = await self.require(name)
+        await queue.removeGlobalRateLimit()
+        # Not summary(): a queue that held nothing but this limit is gone from Redis now.
+        return await self._summary(queue)
 
     async def set_concurrency(self, name: str, maximum: int) -> dict[str, Any]:
         await self._queues.get(name).setGlobalConcurrency(maximum)
         return await self.summary(name)
 
     async def remove_concurrency(self, name: str) -> dict[str, Any]:
-        await (await self.require(name)).removeGlobalConcurrency()
-        return await self.summary(name)
+        queue = await self.require(name)
+        await queue.removeGlobalConcurrency()
+        # Not summary(): a queue that held nothing but this limit is gone from Redis now.
+        return await self._summary(queue)

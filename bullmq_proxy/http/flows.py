@@ -27,13 +27,14 @@ def flow_routes(flows: Flows, config: Config) -> list[Route]:
 
     async def add(call: Call) -> Any:
         body = call.data
+        array = isinstance(body, list)
         trees = shape.trees(body)
         if call.principal is not None:
             for queue in sorted(_queues(trees)):
                 call.principal.require(Right.WRITE, queue)
-        added = await flows.add(trees)
-        return added if isinstance(body, list) else added[0]
+        added = await flows.add(trees, array)
+        return added if array else added[0]
 
     return [Route(b"POST", "/flows", add, body=FLOW_BODY, response=answers.FLOW,
-                  right=Right.WRITE,
+                  right=Right.WRITE, statuses=(200, 409),
                   summary="Add a flow (or an array of flows) atomically")]

@@ -9,8 +9,10 @@ one (``{mail}``: queues spread over the cluster).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from bullmq import Job
+from redis.crc import key_slot
 
 
 def has_hash_tag(key_prefix: str) -> bool:
@@ -34,3 +36,23 @@ async def add_each(jobs: Sequence[Job]) -> list[Job]:
     for job in jobs:
         job.id = await job.queue.backend.scripts.addJob(job)
     return list(jobs)
+
+
+async def add_flow_each(entries: Sequence[dict[str, Any]]) -> list[Any]:
+    """FlowProducer's ``addFlow`` as one script call per job, in its order (each parent
+    before its children): the cluster form of its transaction. Not atomic: jobs added
+    before a failure stay added."""
+    ids = []
+    for entry in entries:
+        job = entry["job"]
+        scripts = job.queue.backend.scripts
+        job.id = await (scripts.addParentJob(job) if entry.get("is_parent")
+                        else scripts.addJob(job))
+        ids.append(job.id)
+    return ids
+
+
+def key_slot_of_queue(prefix: str, queue_name: str) -> int:
+    """The Cluster slot of the keys of a queue (those whose name has a hash tag)."""
+    return key_slot(f"{prefix}:{queue_name}:".encode())
+

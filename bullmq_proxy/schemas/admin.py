@@ -83,7 +83,8 @@ FIND_QUERY = obj({
 
 _DATE = {"anyOf": [ranged(TIMESTAMP), {"type": "string", "format": "date-time",
                                            "minLength": 1, "maxLength": 64}],
-         "description": "epoch ms or an ISO 8601 date"}
+         "description": "epoch ms, or an ISO 8601 date-time with an offset "
+                        "(2030-01-01T08:00:00Z)"}
 SCHEDULER = obj({
     "every": ranged(POSITIVE_DELAY, description="ms between jobs"),
     "pattern": {"type": "string", "minLength": 1, "maxLength": 256,

@@ -2,16 +2,17 @@
 
 Shapes are plain JSON Schema (draft 2020-12) dictionaries, so the same declaration serves
 the validators here and the OpenAPI document. Only the keywords the proxy's shapes use are
-understood; ``check`` refuses a shape with any other keyword, so a shape can never say more
-than what is enforced. Every refusal is a ``ProxyError`` (invalid-field or unknown-field)
-whose ``field`` is the path of the value (``opts.priority``, ``[2].name``).
+understood; ``check`` refuses a shape with any other keyword (or ``format``), so a shape can
+never say more than what is enforced. Every refusal is a ``ProxyError`` (invalid-field or
+unknown-field) whose ``field`` is the path of the value (``opts.priority``, ``[2].name``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from bullmq_proxy.errors import ProxyError, invalid, unknown
@@ -26,6 +27,22 @@ KEYWORDS = frozenset({
 _TYPE_NAMES = {
     "object": "a JSON object", "array": "a JSON array", "string": "a string",
     "integer": "an integer", "number": "a number", "boolean": "a boolean", "null": "null",
+}
+
+
+def _is_date_time(text: str) -> bool:
+    """RFC 3339's date-time (JSON Schema's ``date-time``) as ISO 8601 reads it: a date and a
+    time with an offset; without one the instant would depend on the proxy's time zone."""
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
+
+
+# Each format the shapes use: its check, and what a value must be.
+FORMATS: Mapping[str, tuple[Callable[[str], bool], str]] = {
+    "date-time": (_is_date_time, "an ISO 8601 date-time with an offset, e.g. "
+                                 "2030-01-01T08:00:00Z"),
 }
 
 
@@ -73,25 +90,9 @@ def check(schema: Schema, value: Any, field: str) -> Any:
     unknown_keywords = set(schema) - KEYWORDS
     if unknown_keywords:
         raise ValueError(f"the shape of {field or 'the body'} uses {sorted(unknown_keywords)}")
+    if "format" in schema and schema["format"] not in FORMATS:
+        raise ValueError(f"the shape of {field or 'the body'} uses format {schema['format']!r}")
     name = field or "the body"
-    if "anyOf" in schema:
-        for option in schema["anyOf"]:
-            try:
-                value = check(option, value, field)
-                break
-            except ProxyError:
-                continue
-        else:
-            raise invalid(field or "body", schema.get("description")
-                          or f"{name} has none of the accepted shapes")
-    if "not" in schema:
-        try:
-            check(schema["not"], value, field)
-        except ProxyError:
-            pass
-        else:
-            raise invalid(field or "body", schema.get("description")
-                          or f"{name} has a refused shape")
     kinds = schema.get("type")
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else kinds
@@ -112,6 +113,10 @@ def check(schema: Schema, value: Any, field: str) -> Any:
         if "pattern" in schema and not re.search(schema["pattern"], value):
             raise invalid(field or "body", schema.get("description")
                           or f"{name} does not have the expected form")
+        if "format" in schema:
+            valid, expected = FORMATS[schema["format"]]
+            if not valid(value):
+                raise invalid(field or "body", f"{name} must be {expected}")
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             raise invalid(field or "body", f"{name} must hold at least "
@@ -125,6 +130,26 @@ def check(schema: Schema, value: Any, field: str) -> Any:
     if isinstance(value, dict) and ("properties" in schema or "required" in schema
                                     or "additionalProperties" in schema):
         value = _check_object(schema, value, field)
+    # Combinations last: a value of the wrong type, or with an unknown or malformed member,
+    # is told so by name rather than that it matches none of the combined shapes.
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            try:
+                value = check(option, value, field)
+                break
+            except ProxyError:
+                continue
+        else:
+            raise invalid(field or "body", schema.get("description")
+                          or f"{name} has none of the accepted shapes")
+    if "not" in schema:
+        try:
+            check(schema["not"], value, field)
+        except ProxyError:
+            pass
+        else:
+            raise invalid(field or "body", schema.get("description")
+                          or f"{name} has a refused shape")
     return value
 
 

@@ -4,8 +4,8 @@
 //
 // Each stdin line is a JSON command {"id": n, "op": "...", ...}; each answer is a stdout line
 // {"id": n, "ok": value} or {"id": n, "error": "message"}. Workers report each job they run
-// as {"event": "processed", "queue", "id", "name", "data", "attemptsMade"} and each failure
-// as {"event": "failed", ...}. tests/node_fleet.py is the Python side.
+// as {"event": "processed", "queue", "id", "name", "data", "attemptsMade", "result"} and each
+// failure as {"event": "failed", ...}. tests/node_fleet.py is the Python side.
 "use strict";
 
 const readline = require("node:readline");
@@ -34,15 +34,20 @@ function report(event, queueName, job, extra) {
 }
 
 // What a worker does with a job, from the job's data: {"fail": true} throws,
-// {"hang": true} never settles (for stalled-job tests), anything else returns {"by": "node"}.
+// {"hang": true} never settles (for stalled-job tests), {"sleep": ms} takes that long;
+// otherwise it returns {"by": "node5", "startedAt", "finishedAt"} (ms, this process's clock).
 async function processJob(job) {
+  const startedAt = Date.now();
   if (job.data && job.data.hang) {
     return new Promise(() => {});
   }
   if (job.data && job.data.fail && job.attemptsMade < (job.data.failTimes || Infinity)) {
     throw new Error("node worker failed on purpose");
   }
-  return { by: `node${major}` };
+  if (job.data && job.data.sleep) {
+    await new Promise((resolve) => setTimeout(resolve, job.data.sleep));
+  }
+  return { by: `node${major}`, startedAt, finishedAt: Date.now() };
 }
 
 const ops = {
@@ -102,6 +107,14 @@ const ops = {
     await queue(name).retryJobs({ state });
     return true;
   },
+  async limits({ queue: name }) {
+    const q = queue(name);
+    return { concurrency: await q.getGlobalConcurrency(),
+             rateLimit: await q.getGlobalRateLimit() };
+  },
+  async scheduler({ queue: name, schedulerId }) {
+    return (await queue(name).getJobScheduler(schedulerId)) ?? null;
+  },
   async workers({ queue: name }) {
     return (await queue(name).getWorkers()).map((client) => client.name);
   },
@@ -111,7 +124,7 @@ const ops = {
       lockDuration: lockDuration || 30000, stalledInterval: stalledInterval || 30000,
     });
     worker.on("active", (job) => report("active", name, job));
-    worker.on("completed", (job) => report("processed", name, job));
+    worker.on("completed", (job, result) => report("processed", name, job, { result }));
     worker.on("failed", (job, err) => report("failed", name, job, { reason: err.message }));
     worker.on("error", (err) => send({ event: "error", queue: name, message: err.message }));
     await worker.waitUntilReady();
