@@ -242,6 +242,7 @@ BAD_QUERIES = [
     ("GET", f"{Q}/jobs/{WAITING}/children?length=0", "length"),
     ("GET", f"{Q}/jobs/{WAITING}/children?start=x", "start"),
     ("GET", f"{Q}/jobs?name=", "name"),
+    ("GET", f"{Q}/jobs?name={'n' * 1001}", "name"),
     ("GET", f"{Q}/jobs?name=job&statuses=bogus", "statuses"),
     ("GET", f"{Q}/schedulers?length=101", "length"),
     # Path parameters.

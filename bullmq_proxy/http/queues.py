@@ -64,7 +64,7 @@ class QueueRoutes:
         requested = validate_states(call.query.get("statuses"))
         queue = self._queues.get(call.params["queueName"])
         states = job_types(requested, await self._queues.layout_of(queue))
-        name = call.query.get("name")
+        name = call.args.get("name", call.query.get("name"))
         if name is not None:
             if not name:
                 raise invalid("name", "name must be a non-empty job name")

@@ -38,7 +38,7 @@ def queue_routes(core: Core, metrics: Metrics, config: Config) -> list[Route]:
         Route(b"POST", jobs, q.add, response=answers.ADDED, right=Right.WRITE,
               query=shapes.ADD_QUERY, statuses=(202, 502),
               summary="Add jobs (an array of {name, data, opts})"),
-        Route(b"GET", jobs, q.list, response=answers.JOB_LIST,
+        Route(b"GET", jobs, q.list, query=shapes.FIND_QUERY, response=answers.JOB_LIST,
               summary="Counts and jobs of some states (or by name)"),
         Route(b"GET", job, q.get, response=answers.ref("Job"), summary="A job and its state"),
         Route(b"GET", job + "/logs", q.logs, response=answers.LOGS, summary="A job's log lines"),

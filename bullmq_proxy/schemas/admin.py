@@ -77,8 +77,10 @@ PRIORITY = obj({
 CHANGE_DELAY = obj({"delay": ranged(DELAY, description="ms from now")}, "delay")
 FIND_QUERY = obj({
     **PAGE_QUERY["properties"],
-    "name": {"type": "string", "minLength": 1, "maxLength": 1000},
-    "statuses": {"type": "string"},
+    "name": {"type": "string", "minLength": 1, "maxLength": 1000,
+             "description": "only jobs of this name (a bounded scan)"},
+    "statuses": {"type": "string", "description": "comma-separated states (default: "
+                                                  "waiting, active, completed, failed)"},
 })
 
 _DATE = {"anyOf": [ranged(TIMESTAMP), {"type": "string", "format": "date-time",
