@@ -1,4 +1,4 @@
-"""Liveness and readiness probes: ``GET /healthz`` and ``GET /readyz``.
+"""Readiness: the checks ``GET /readyz`` runs (its route is in ``http/probes.py``).
 
 ``/healthz`` only proves the process answers HTTP. ``/readyz`` proves the proxy can serve:
 Redis answers a PING within a short timeout, and every check other components registered
@@ -14,13 +14,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from bullmq_proxy.auth import Policy
-from bullmq_proxy.errors import NOT_READY, REDIS_UNAVAILABLE, ErrorKind, ProxyError
-from bullmq_proxy.http.router import Call, Route
-from bullmq_proxy.logs import Logger
-from bullmq_proxy.schemas.responses import HEALTH
-
-log = Logger(namespace="bullmq_proxy.health")
+from bullmq_proxy.errors import ErrorKind, ProxyError
 
 # Short enough for a Kubernetes probe with its default 1 s timeout to see a 503, not a hang.
 READY_TIMEOUT_SECONDS = 0.8
@@ -92,38 +86,3 @@ def condition(test: Callable[[], bool], reason: str) -> ReadinessCheck:
 
 async def _ping(client: aredis.Redis) -> str | None:
     return None if await client.ping() else "PING was not answered with PONG"
-
-
-def health_routes(readiness: Readiness,
-                  may_see_details: Callable[[Call], Awaitable[bool]]) -> list[Route]:
-    """``/healthz`` and ``/readyz``: public, but only a caller with a valid token learns why
-    a check fails (the reasons name Redis hosts and errors)."""
-
-    async def healthz(call: Call) -> Any:
-        return {"status": "ok"}
-
-    async def readyz(call: Call) -> Any:
-        checks = await readiness.run()
-        failed = {name: outcome for name, outcome in checks.items() if outcome != "ok"}
-        if not failed:
-            body: dict[str, Any] = {"status": "ok", "checks": checks}
-            warnings = readiness.warnings()
-            if warnings and await may_see_details(call):
-                body["warnings"] = warnings
-            return body
-        # Probes repeat every few seconds: the answer says why, the log need not each time.
-        log.debug("Not ready: {failed}", failed=", ".join(failed))
-        kind = REDIS_UNAVAILABLE if "redis" in failed else NOT_READY
-        if await may_see_details(call):
-            detail = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
-            raise NotReady(kind, f"The proxy is not ready ({detail}).", checks)
-        named = {name: "ok" if name not in failed else "failing" for name in checks}
-        raise NotReady(kind, f"The proxy is not ready ({', '.join(failed)}); a token shows "
-                             "why.", named)
-
-    return [
-        Route(b"GET", "/healthz", healthz, Policy.PUBLIC, response=HEALTH,
-              summary="Liveness: the process answers"),
-        Route(b"GET", "/readyz", readyz, Policy.PUBLIC, response=HEALTH,
-              summary="Readiness: Redis and the components answer (503 when not)"),
-    ]

@@ -1,5 +1,5 @@
 """Prometheus metrics: every metric of the proxy on one ``Metrics`` object, served on
-``GET /metrics``.
+``GET /metrics`` (its route is in ``http/probes.py``).
 
 Each proxy owns its ``CollectorRegistry`` rather than the process-global one, so several
 proxies (in tests, or embedded) never collide on metric names. Labels stay bounded: routes
@@ -30,15 +30,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bullmq_proxy import __version__
-from bullmq_proxy.auth import Policy, bearer_token, tokens_match
-from bullmq_proxy.errors import UNAUTHORIZED, ProxyError
-from bullmq_proxy.http.router import Call, Reply, Route
 from bullmq_proxy.redis.connection import RedisEvents
-from bullmq_proxy.rights import Right
 from bullmq_proxy.summed_metrics import summed
 
 PREFIX = "bullmq_proxy"
@@ -241,27 +236,3 @@ class Metrics:
         self.processes.set(len(expositions))
         processes = expositions[0] if len(expositions) == 1 else summed(expositions)
         return processes + generate_latest(self.deployment)
-
-
-def metrics_routes(metrics: Metrics, token: str | None, public: bool = False) -> list[Route]:
-    """``GET /metrics``: with ``token`` set only that bearer token may scrape; otherwise an
-    API token with the admin right, unless ``public``."""
-
-    async def scrape(call: Call) -> Any:
-        if token is not None:
-            given = bearer_token(call.request)
-            if given is None or not tokens_match(given, token):
-                raise ProxyError(
-                    UNAUTHORIZED,
-                    "A valid metrics token is required (Authorization: Bearer <token>).",
-                    headers={"WWW-Authenticate": 'Bearer realm="bullmq-proxy-metrics"'},
-                )
-        return Reply(
-            text=(await metrics.scrape()).decode("utf-8"),
-            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
-        )
-
-    policy = Policy.PUBLIC if token is not None or public else Policy.TOKEN
-    return [Route(b"GET", "/metrics", scrape, policy, response={"type": "string"},
-                  media="text/plain", statuses=(401,), right=Right.ADMIN,
-                  summary="Prometheus metrics (METRICS_TOKEN, else an admin token)")]

@@ -23,13 +23,15 @@ from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.core import Core, build_core
 from bullmq_proxy.endpoints import listen_endpoint
-from bullmq_proxy.health import Readiness, condition, health_routes
+from bullmq_proxy.health import Readiness, condition
 from bullmq_proxy.http.openapi import api_routes
+from bullmq_proxy.http.probes import health_routes, metrics_routes
 from bullmq_proxy.http.router import Router
 from bullmq_proxy.http.routes import queue_routes
 from bullmq_proxy.http.site import Root, build_site
+from bullmq_proxy.http.workers import settlement_routes, worker_routes
 from bullmq_proxy.logs import Logger
-from bullmq_proxy.metrics import Metrics, metrics_routes
+from bullmq_proxy.metrics import Metrics
 from bullmq_proxy.plugins import load_plugins
 from bullmq_proxy.queue_depth import QueueDepth
 from bullmq_proxy.queues import QueueRegistry
@@ -208,6 +210,8 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
         metrics=metrics, readiness=readiness, listeners=listeners,
     )
     workers = attach_workers(context, top)
+    router.add_routes(worker_routes(config, workers))
+    router.add_routes(settlement_routes(workers, core.pulls))
     websockets = attach_websockets(context, top)
     depth = QueueDepth(queues, lambda: _worked_queues(workers, websockets), reactor.seconds)
     metrics.deployment.register(depth)

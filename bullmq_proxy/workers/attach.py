@@ -1,4 +1,5 @@
-"""Wires the workers into an assembled proxy: the service and its routes."""
+"""Wires the workers into an assembled proxy: the service, its readiness and its gauges
+(``service.py`` adds its routes, which belong to ``http/``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from twisted.application.service import MultiService
 from bullmq_proxy.config import ConfigError
 from bullmq_proxy.errors import ProxyError
 from bullmq_proxy.health import condition
-from bullmq_proxy.http.workers import settlement_routes, worker_routes
 from bullmq_proxy.live_metrics import worker_gauges
 from bullmq_proxy.workers.endpoint_policy import policy_of
 from bullmq_proxy.workers.http_client import endpoint_client
@@ -31,7 +31,7 @@ def workers_advisory(workers: WorkersService) -> str | None:
 
 
 def attach_workers(context: Any, top: MultiService) -> WorkersService:
-    """Add the ``workers`` service and the /workers routes to an assembled proxy."""
+    """Add the ``workers`` service to an assembled proxy."""
     config = context.config
     if config.worker_signing_secret:
         try:
@@ -53,6 +53,4 @@ def attach_workers(context: Any, top: MultiService) -> WorkersService:
     context.readiness.add("workers", condition(lambda: workers.loaded,
                                                "the worker registry is not loaded yet"))
     context.readiness.advise("workers", lambda: workers_advisory(workers))
-    context.router.add_routes(worker_routes(config, workers))
-    context.router.add_routes(settlement_routes(workers, context.core.pulls))
     return workers
