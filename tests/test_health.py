@@ -86,7 +86,7 @@ async def test_registered_check_passing_keeps_readyz_200(proxy):
 async def test_check_that_hangs_is_reported_as_timed_out(redis_url):
     proxy = await start_proxy(make_config(redis_url))
     try:
-        readiness = Readiness(proxy.context.redis, timeout=0.05)
+        readiness = Readiness(proxy.context.redis, timeout=1.0)
 
         async def hangs() -> str | None:
             await asyncio.sleep(30)
@@ -99,7 +99,7 @@ async def test_check_that_hangs_is_reported_as_timed_out(redis_url):
         readiness.add("broken", crashes)
         checks = await aio(readiness.run())
         assert checks == {
-            "redis": "ok", "slow": "no answer within 0.05s", "broken": "RuntimeError: boom",
+            "redis": "ok", "slow": "no answer within 1s", "broken": "RuntimeError: boom",
         }
     finally:
         await proxy.stop()
