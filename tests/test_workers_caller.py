@@ -267,3 +267,29 @@ def test_the_caller_caps_delays_with_its_setting():
     capped = EndpointCaller(stub, Clock(), "mail", Endpoint(URL, "PUT", {}, 3000),
                             max_retry_delay_ms=5000)
     assert outcome_of(stub, capped.call("7", 1, BODY)).delay_ms == 5000
+
+
+class Records(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[bytes, bytes]] = []
+
+    def render(self, request):
+        self.seen.append((request.getRequestHostname(), request.uri))
+        return b"done"
+
+
+@pytest.mark.parametrize(("url", "host", "target"), [
+    # A Compose service name: IDNA refuses the underscore, HTTP and DNS names allow it.
+    ("http://my_service:8080/hook", b"my_service", b"/hook"),
+    ("http://Bücher.example/ä?x=ü", b"xn--bcher-kva.example", b"/%C3%A4?x=%C3%BC"),
+])
+def test_hosts_idna_refuses_or_must_encode_are_called(url, host, target):
+    resource = Records()
+    stub = StubTreq(resource)
+    caller = EndpointCaller(stub, Clock(), "mail", Endpoint(url, "POST", {}, 1000))
+    assert outcome_of(stub, caller.call("7", 1, BODY)).verdict is Verdict.COMPLETE
+    assert outcome_of(stub, caller.call("8", 1, BODY)).verdict is Verdict.COMPLETE
+    assert resource.seen == [(host, target)] * 2

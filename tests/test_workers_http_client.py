@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 import treq
+from hyperlink import EncodedURL
 from twisted.internet import protocol, ssl
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
 from twisted.web.client import URI, ResponseNeverReceived
@@ -15,7 +16,9 @@ from twisted.web.server import Site
 
 from bullmq_proxy.workers.http_client import (
     MAX_CACHED_ENDPOINTS,
+    EndpointURL,
     ReusedEndpoints,
+    _Target,
     endpoint_client,
 )
 from tests.certificates import make_ca, make_leaf
@@ -329,3 +332,29 @@ def reactor_of():
     from twisted.internet import reactor
 
     return reactor
+
+
+@pytest.mark.parametrize(("text", "uri"), [
+    ("http://127.0.0.1:8080/hook?x=1", "http://127.0.0.1:8080/hook?x=1"),
+    ("http://my_service:8080/a b", "http://my_service:8080/a%20b"),
+    ("http://[::1]:8080/hook", "http://[::1]:8080/hook"),
+    ("https://Bücher.example/ä", "https://xn--bcher-kva.example/%C3%A4"),
+])
+def test_an_endpoint_url_is_encoded_once(text, uri):
+    url = EndpointURL.of(text)
+    assert url.to_text() == uri
+    # What treq asks of it on every call is then free.
+    assert url.to_uri() is url
+    # A URL derived from it is a plain one, encoded again on use.
+    changed = url.replace(path=("ä",))
+    assert (type(changed), changed.path, changed.host) == (EncodedURL, ("ä",), url.host)
+
+
+@pytest.mark.parametrize(("uri", "host"), [
+    (b"http://[::1]:8080/hook", b"[::1]:8080"),
+    (b"http://[::1]/hook", b"[::1]"),
+    (b"https://example.com:443/", b"example.com"),
+    (b"http://my_service:8080/", b"my_service:8080"),
+])
+def test_the_host_header_brackets_an_ipv6_literal(uri, host):
+    assert _Target(uri).host == host

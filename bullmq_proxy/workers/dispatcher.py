@@ -15,6 +15,7 @@ import attrs
 import treq
 from bullmq import Job
 from bullmq.custom_errors import DelayedError, UnrecoverableError
+from hyperlink import EncodedURL
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -26,6 +27,7 @@ from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.breaker import CircuitBreaker
+from bullmq_proxy.workers.http_client import NO_COOKIES, EndpointURL
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import (
     DEFAULT_MAX_RETRY_DELAY_MS,
@@ -56,7 +58,7 @@ def outcome_label(outcome: Outcome) -> str:
 class HTTPClient(Protocol):
     """What the dispatcher needs of treq: ``treq.client.HTTPClient`` and ``StubTreq`` fit."""
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[IResponse]: ...
+    def request(self, method: str, url: EncodedURL, **kwargs: Any) -> Deferred[IResponse]: ...
 
 
 class EndpointFailed(Exception):
@@ -113,6 +115,7 @@ class EndpointCaller:
         self._reactor = reactor
         self._queue = queue
         self._endpoint = endpoint
+        self._url = EndpointURL.of(endpoint.url)
         self._secrets = endpoint.signing_secrets or signing_secrets
         self._max_answer_bytes = max_answer_bytes
         self._max_retry_delay_ms = max_retry_delay_ms
@@ -134,7 +137,7 @@ class EndpointCaller:
         """Always succeeds with an ``Outcome``: failures to answer are outcomes too."""
         d = self._http.request(
             self._endpoint.method,
-            self._endpoint.url,
+            self._url,
             data=body,
             headers=self.headers(job_id, attempt, body),
             # _read consumes the body at once: treq's buffering layer would only add work.
@@ -142,6 +145,7 @@ class EndpointCaller:
             # A redirect could lead the call anywhere, past the endpoint policy's check of
             # the registered URL: a 3xx is the endpoint's answer, judged as such.
             allow_redirects=False,
+            cookies=NO_COOKIES,
         )
         d.addCallback(self._read)
         # Covers the body as well as the status line: a server trickling bytes still times out.
