@@ -41,7 +41,7 @@ def calling(kind: str, reactor: Any, concurrency: int) -> Any:
         agent = Agent(reactor, pool=pool)
     else:
         agent = http_client.EndpointAgent(reactor, max_idle_per_host=concurrency)
-    if kind in ("treq", "treq-lean"):
+    if kind == "treq":
         client = treq.client.HTTPClient(agent, data_to_body_producer=http_client.ImmediateBody)
 
         def call(url: str) -> Any:
@@ -49,6 +49,19 @@ def calling(kind: str, reactor: Any, concurrency: int) -> Any:
             return d.addCallback(treq.content)
 
         return call
+    if kind == "treq-lean":
+        # As the proxy's endpoint calls make them (workers/dispatcher.py).
+        lean = treq.client.HTTPClient(agent, cookiejar=http_client.NO_COOKIES,
+                                      data_to_body_producer=http_client.ImmediateBody)
+        urls: dict[str, http_client.EndpointURL] = {}
+
+        def call_lean(url: str) -> Any:
+            encoded = urls.get(url) or urls.setdefault(url, http_client.EndpointURL.of(url))
+            d = lean.request("POST", encoded, data=BODY, headers=HEADERS, unbuffered=True,
+                             allow_redirects=False, cookies=http_client.NO_COOKIES)
+            return d.addCallback(treq.content)
+
+        return call_lean
     headers = Headers({name: [value] for name, value in HEADERS.items()})
 
     def call_agent(url: str) -> Any:

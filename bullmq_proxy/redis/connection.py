@@ -30,6 +30,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from bullmq_proxy.config import RedisSettings
+from bullmq_proxy.redis.packing import pack_with_hiredis
 
 RETRY_ON = [BusyLoadingError, ConnectionError, TimeoutError]
 
@@ -171,15 +172,18 @@ def _client(settings: RedisSettings, common: dict[str, Any], bounded: bool) -> R
         return _cluster_client(settings, common, BoundedCluster if bounded else RedisCluster)
     redis_class = BoundedRedis if bounded else aredis.Redis
     if settings.sentinels:
-        return _sentinel_client(settings, common, redis_class)
-    if settings.url:
-        pool = aredis.ConnectionPool.from_url(settings.url, **common)
+        client = _sentinel_client(settings, common, redis_class)
+    elif settings.url:
+        client = redis_class(connection_pool=aredis.ConnectionPool.from_url(settings.url,
+                                                                          **common))
     else:
         connection_class = aredis.SSLConnection if settings.tls else aredis.Connection
-        pool = aredis.ConnectionPool(
+        client = redis_class(connection_pool=aredis.ConnectionPool(
             connection_class=connection_class, host=settings.host, port=settings.port, **common,
-        )
-    return redis_class(connection_pool=pool)
+        ))
+    # Not on Cluster: redis-py builds the connections of each node itself.
+    pack_with_hiredis(client.connection_pool)
+    return client
 
 
 def _cluster_client(settings: RedisSettings, common: dict[str, Any],
