@@ -401,3 +401,26 @@ async def test_limiter_reaches_bullmq(live, sync_redis):
 
 async def _answer(text):
     return ok(text)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_endpoint_at_an_ipv6_literal_is_called_with_its_bracketed_host(live):
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+
+    from tests.workers_helpers import EndpointResource
+
+    async def handler(delivery):
+        return ok("six")
+
+    resource = EndpointResource(handler)
+    port = reactor.listenTCP(0, Site(resource), interface="::1")
+    try:
+        job_id = await add_job(live, "six")
+        await register(live, f"http://[::1]:{port.getHost().port}/hook", "six")
+        job = await finished(live, job_id, "six")
+        assert (job["state"], job["returnvalue"]) == ("completed", "six"), job
+        (delivery,) = resource.deliveries
+        assert delivery.headers["host"] == f"[::1]:{port.getHost().port}"
+    finally:
+        await port.stopListening()
