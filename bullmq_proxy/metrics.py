@@ -72,6 +72,10 @@ class Metrics:
         self._refreshers: list[Callable[[], None]] = []
         self._readers: list[Callable[[], Awaitable[None]]] = []
         self._other_processes: Callable[[], Awaitable[list[bytes]]] | None = None
+        # Labelled series looked up once (``labels()`` cost as much as the update): only
+        # series that are never removed.
+        self._request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._call_series: dict[tuple[str, str], tuple[Any, Any]] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         r = self.registry
@@ -152,15 +156,24 @@ class Metrics:
     def observe_request(self, template: str | None, method: bytes, code: int,
                         seconds: float) -> None:
         """The router's hook, called once per answered request."""
-        route = template or UNMATCHED_ROUTE
-        verb = method_label(method)
-        self.http_requests.labels(route, verb, status_class(code)).inc()
-        self.http_request_duration.labels(route, verb).observe(seconds)
+        # Keyed by the label values, which are bounded (a client's method is not).
+        key = (template or UNMATCHED_ROUTE, method_label(method), status_class(code))
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (self.http_requests.labels(*key),
+                                                  self.http_request_duration.labels(*key[:2]))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_endpoint_call(self, queue: str, outcome: str, seconds: float) -> None:
         """The workers' hook, called once per endpoint call with one of ENDPOINT_OUTCOMES."""
-        self.endpoint_calls.labels(queue, outcome).inc()
-        self.endpoint_call_duration.labels(queue, outcome).observe(seconds)
+        key = (queue, outcome)
+        series = self._call_series.get(key)
+        if series is None:
+            series = self._call_series[key] = (self.endpoint_calls.labels(queue, outcome),
+                                               self.endpoint_call_duration.labels(queue, outcome))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def redis_events(self) -> RedisEvents:
         """For the Redis clients: failed attempts by kind, and the first command that works
