@@ -27,7 +27,13 @@ from bullmq_proxy.validation import (
     validate_page,
     validate_states,
 )
-from bullmq_proxy.workers.metadata import ENDPOINT_FIELDS, OPTS_FIELDS, parse_metadata
+from bullmq_proxy.workers.http_client import EndpointURL, _Target
+from bullmq_proxy.workers.metadata import (
+    ENDPOINT_FIELDS,
+    OPTS_FIELDS,
+    _validate_url,
+    parse_metadata,
+)
 from bullmq_proxy.workers.policy import Reply, Verdict, judge
 from bullmq_proxy.ws.commands import COMMANDS
 from bullmq_proxy.ws.paths import parse_target
@@ -176,6 +182,23 @@ def test_registrations_are_refused_with_400_or_runnable(body):
         assert metadata.concurrency in bounds.CONCURRENCY
         assert metadata.endpoint.timeout_ms in bounds.ENDPOINT_TIMEOUT
         assert "@" not in metadata.endpoint.url.split("/")[2]
+
+
+URL_PIECES = st.lists(st.sampled_from(
+    [*"aZ09-._~:/?#[]@!$&'()*+,;=%", "::1", "..", "%zz", "%41", "_", "\u00e9", " ", "\x00"]),
+    max_size=20).map("".join)
+
+
+@FAST
+@given(st.sampled_from(["http://", "https://", "ftp://", ""]),
+       st.one_of(st.sampled_from(["a.test", "[::1]", "my_service", "a..b", "[fe80::1%25lo]"]),
+                 URL_PIECES),
+       st.sampled_from(["", ":8080", ":0", ":65536", ":x"]), URL_PIECES)
+def test_endpoint_urls_are_refused_with_400_or_callable(scheme, host, port, rest):
+    url = refused_with_400(_validate_url, scheme + host + port + rest)
+    if url is not None:
+        # What every call then sends, and what the agent reads of it.
+        _Target(EndpointURL.of(url).to_text().encode("ascii"))
 
 
 @FAST

@@ -33,6 +33,7 @@ from bullmq_proxy.validation import (
     validate_queue_name,
 )
 from bullmq_proxy.workers.endpoint_policy import policy_of
+from bullmq_proxy.workers.http_client import EndpointURL
 from bullmq_proxy.workers.signing import validate_secrets
 
 DEFAULT_TIMEOUT_MS = 3000
@@ -92,6 +93,8 @@ def _validate_url(value: Any) -> str:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - urlsplit validates the port lazily
+        # What the calls will send: hyperlink is stricter than urlsplit ("http://[::1]a").
+        EndpointURL.of(value)
     except ValueError:
         raise invalid("endpoint.url", "endpoint.url is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
