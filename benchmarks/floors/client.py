@@ -10,6 +10,7 @@ proxy's agent, what the workers use), ``lean`` (the proxy's agent alone, no treq
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import sys
@@ -39,7 +40,7 @@ def calling(kind: str, reactor: Any, concurrency: int) -> Any:
         pool = HTTPConnectionPool(reactor)
         pool.maxPersistentPerHost = concurrency
         agent = Agent(reactor, pool=pool)
-    else:
+    elif kind == "lean":
         agent = http_client.EndpointAgent(reactor, max_idle_per_host=concurrency)
     if kind == "treq":
         client = treq.client.HTTPClient(agent, data_to_body_producer=http_client.ImmediateBody)
@@ -50,14 +51,13 @@ def calling(kind: str, reactor: Any, concurrency: int) -> Any:
 
         return call
     if kind == "treq-lean":
-        # As the proxy's endpoint calls make them (workers/dispatcher.py).
-        lean = treq.client.HTTPClient(agent, cookiejar=http_client.NO_COOKIES,
-                                      data_to_body_producer=http_client.ImmediateBody)
-        urls: dict[str, http_client.EndpointURL] = {}
+        # The proxy's own client, called as workers/dispatcher.py calls it.
+        lean, lean_agent = http_client.endpoint_client(reactor)
+        lean_agent.maxPersistentPerHost = concurrency
+        encoded = functools.cache(http_client.EndpointURL.of)
 
         def call_lean(url: str) -> Any:
-            encoded = urls.get(url) or urls.setdefault(url, http_client.EndpointURL.of(url))
-            d = lean.request("POST", encoded, data=BODY, headers=HEADERS, unbuffered=True,
+            d = lean.request("POST", encoded(url), data=BODY, headers=HEADERS, unbuffered=True,
                              allow_redirects=False, cookies=http_client.NO_COOKIES)
             return d.addCallback(treq.content)
 
