@@ -120,8 +120,6 @@ def parse_json(raw: bytes) -> Any:
     refused later by the field that wants an integer."""
     if not raw.strip():
         raise ProxyError(INVALID_JSON, "The request body is empty; send a JSON document.", "body")
-    too_deep = ProxyError(INVALID_JSON, f"The request body nests deeper than {MAX_JSON_DEPTH} "
-                          "levels.", "body")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
@@ -129,12 +127,17 @@ def parse_json(raw: bytes) -> Any:
             raise ProxyError(INVALID_JSON, "The request body is not UTF-8 text (or holds a "
                              "lone surrogate).", "body") from None
         if "depth limit" in str(err):
-            raise too_deep from None
+            raise _too_deep_problem() from None
         raise ProxyError(INVALID_JSON, f"The request body is not valid JSON: {err}",
                          "body") from None
     if _too_deep(value, MAX_JSON_DEPTH):
-        raise too_deep
+        raise _too_deep_problem()
     return value
+
+
+def _too_deep_problem() -> ProxyError:
+    return ProxyError(INVALID_JSON, f"The request body nests deeper than {MAX_JSON_DEPTH} "
+                      "levels.", "body")
 
 
 def is_number(value: Any) -> bool:

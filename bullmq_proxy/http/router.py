@@ -8,20 +8,19 @@ is no other error page.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from bullmq_proxy.auth import Gate, Policy
-from bullmq_proxy.bridge import as_deferred
 from bullmq_proxy.config import Config
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.errors import (
@@ -162,10 +161,21 @@ class Router(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         started = time.monotonic()
-        done: Deferred[None] = as_deferred(self._respond(request, gone))
-        done.addErrback(self._crashed, request, gone)
-        done.addBoth(lambda _: self._log(request, started))
+        # The task writes its own answer; its done callback only reports a crash and logs.
+        # (A Deferred around the task cost a fifth of this method, for no caller.)
+        task = asyncio.ensure_future(self._respond(request, gone))
+        task.add_done_callback(functools.partial(self._finished, request, gone, started))
         return NOT_DONE_YET
+
+    def _finished(self, request: IRequest, gone: list[bool], started: float,
+                  task: asyncio.Future[None]) -> None:
+        try:
+            error = task.exception()
+        except asyncio.CancelledError as cancelled:
+            error = cancelled
+        if error is not None:
+            self._crashed(Failure(error, type(error), error.__traceback__), request, gone)
+        self._log(request, started)
 
     def _methods(self, segments: Sequence[str]) -> list[bytes]:
         """The methods of the routes whose template matches the path."""
