@@ -1,0 +1,92 @@
+"""One timer for many waits that share a time limit: each still expires at its own
+deadline, in order, and a wait that ended is never expired."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+
+from bullmq_proxy.deadlines import SharedDeadline
+
+
+def test_each_entry_expires_at_its_own_deadline_on_one_timer():
+    clock = Clock()
+    deadline = SharedDeadline(clock, 1.0)
+    expired: list[str] = []
+    for name in "abc":
+        deadline.add(name, lambda name=name: expired.append(name))
+        clock.advance(0.25)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(0.249)  # a at 0.999
+    assert expired == []
+    clock.advance(0.002)
+    assert expired == ["a"]
+    clock.advance(0.25)
+    assert expired == ["a", "b"]
+    clock.advance(0.25)
+    assert expired == ["a", "b", "c"]
+    assert len(deadline) == 0
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_discarded_entry_never_expires_and_the_next_keeps_its_deadline():
+    clock = Clock()
+    deadline = SharedDeadline(clock, 1.0)
+    expired: list[str] = []
+    deadline.add("a", lambda: expired.append("a"))
+    clock.advance(0.5)
+    deadline.add("b", lambda: expired.append("b"))
+    deadline.discard("a")
+    deadline.discard("unknown")
+    clock.advance(0.6)  # a's deadline passed: the timer fires, finds b not yet due
+    assert expired == []
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(0.4)
+    assert expired == ["b"]
+
+
+def test_an_entry_added_again_keeps_its_first_deadline():
+    clock = Clock()
+    deadline = SharedDeadline(clock, 1.0)
+    expired: list[str] = []
+    deadline.add("a", lambda: expired.append("first"))
+    clock.advance(0.9)
+    deadline.add("a", lambda: expired.append("second"))
+    clock.advance(0.2)
+    assert expired == ["first"]
+
+
+def test_entries_after_an_idle_spell_get_a_new_timer():
+    clock = Clock()
+    deadline = SharedDeadline(clock, 1.0)
+    expired: list[str] = []
+    deadline.add("a", lambda: None)
+    deadline.discard("a")
+    clock.advance(5)  # the timer fired and found nothing
+    assert clock.getDelayedCalls() == []
+    deadline.add("b", lambda: expired.append("b"))
+    clock.advance(0.999)
+    assert expired == []
+    clock.advance(0.002)
+    assert expired == ["b"]
+
+
+def test_a_failing_expiry_is_logged_and_the_others_still_expire():
+    clock = Clock()
+    deadline = SharedDeadline(clock, 1.0)
+    expired: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("expiry bug")
+
+    deadline.add("a", broken)
+    deadline.add("b", lambda: expired.append("b"))
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock.advance(1.0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert expired == ["b"]
+    [failure] = [e["log_failure"] for e in events if "log_failure" in e]
+    assert failure.check(RuntimeError)
