@@ -98,6 +98,14 @@ class Silent(Resource):
         return NOT_DONE_YET
 
 
+class Answering(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        return b"done"
+
+
 def test_timeout_fails_the_attempt_when_the_clock_passes_it():
     clock = Clock()
     stub, caller = caller_for(Silent(), clock, timeout_ms=250)
@@ -108,6 +116,33 @@ def test_timeout_fails_the_attempt_when_the_clock_passes_it():
     assert results == []
     clock.advance(0.002)
     assert results == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+
+
+def test_calls_started_apart_time_out_each_at_its_own_deadline():
+    clock = Clock()
+    stub, caller = caller_for(Silent(), clock, timeout_ms=250)
+    first, second = [], []
+    caller.call("7", 1, BODY).addBoth(first.append)
+    stub.flush()
+    clock.advance(0.1)
+    caller.call("8", 1, BODY).addBoth(second.append)
+    stub.flush()
+    assert len(clock.getDelayedCalls()) == 1  # one timer for both calls
+    clock.advance(0.151)
+    assert first == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+    assert second == []
+    clock.advance(0.1)
+    assert second == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+
+
+def test_a_call_answered_in_time_is_not_timed_out_later():
+    clock = Clock()
+    stub, caller = caller_for(Answering(), clock, timeout_ms=250)
+    results = []
+    caller.call("7", 1, BODY).addBoth(results.append)
+    stub.flush()
+    clock.advance(1)
+    assert results == [Outcome(Verdict.COMPLETE, value="done")]
 
 
 def test_connection_error_fails_the_attempt():

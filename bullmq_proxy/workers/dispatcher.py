@@ -23,6 +23,7 @@ from twisted.web.iweb import IResponse
 
 from bullmq_proxy.bridge import as_future
 from bullmq_proxy.core import moves
+from bullmq_proxy.deadlines import SharedDeadline
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.logs import Logger
@@ -116,6 +117,7 @@ class EndpointCaller:
         self._queue = queue
         self._endpoint = endpoint
         self._url = EndpointURL.of(endpoint.url)
+        self._deadline = SharedDeadline(reactor, endpoint.timeout_ms / 1000)
         self._secrets = endpoint.signing_secrets or signing_secrets
         self._max_answer_bytes = max_answer_bytes
         self._max_retry_delay_ms = max_retry_delay_ms
@@ -149,7 +151,18 @@ class EndpointCaller:
         )
         d.addCallback(self._read)
         # Covers the body as well as the status line: a server trickling bytes still times out.
-        d.addTimeout(self._endpoint.timeout_ms / 1000, self._reactor, onTimeoutCancel=_timed_out)
+        timed_out: list[bool] = []
+
+        def expire() -> None:
+            timed_out.append(True)
+            d.cancel()
+
+        def settled(result: Any) -> Any:
+            self._deadline.discard(d)
+            return _timed_out(result, self._deadline.limit) if timed_out else result
+
+        self._deadline.add(d, expire)
+        d.addBoth(settled)
         d.addCallbacks(
             lambda reply: judge(reply, self._reactor.seconds(), self._max_retry_delay_ms),
             lambda failure: judge_error(failure.value, self._endpoint.timeout_ms),
