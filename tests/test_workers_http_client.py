@@ -157,6 +157,18 @@ async def test_cookies_set_by_an_endpoint_are_never_sent_back():
         await port.stopListening()
 
 
+def test_the_jar_of_every_call_holds_nothing_whatever_is_put_in_it():
+    from http.cookiejar import Cookie
+
+    from bullmq_proxy.workers.http_client import NO_COOKIES
+
+    cookie = Cookie(0, "session", "secret", None, False, "127.0.0.1", False, False, "/",
+                    True, False, None, False, None, None, {})
+    NO_COOKIES.set_cookie(cookie)
+    assert list(NO_COOKIES) == []
+    assert len(NO_COOKIES) == 0
+
+
 class Scripted(protocol.Protocol):
     """Reads each request whole and answers with the factory's next scripted reply: bytes
     to send, or ``None`` to close the connection without answering."""

@@ -11,7 +11,7 @@ answer in C, and keeps an idle connection per worker slot for each scheme, host 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.cookiejar import CookieJar
 from typing import Any
 
@@ -70,6 +70,13 @@ class NoCookies(CookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[Any]:
+        # treq merges the call's jar into the client's on every call, by iterating it.
+        return iter(())
 
 
 # Also given as each call's ``cookies``: treq builds a new jar for every call without one.
