@@ -27,6 +27,7 @@ class SharedDeadline:
         self.limit = limit
         self._entries: dict[object, tuple[float, Callable[[], Any]]] = {}
         self._timer: IDelayedCall | None = None
+        self._expiring = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -34,7 +35,9 @@ class SharedDeadline:
     def add(self, key: object, expire: Callable[[], Any]) -> None:
         # Added again, an entry keeps its place and its first deadline.
         self._entries.setdefault(key, (self._clock.seconds() + self.limit, expire))
-        if self._timer is None:
+        # An expiry that adds an entry leaves the timer to ``_due``, which sets it for the
+        # oldest entry left (a timer set here would be for the newest).
+        if self._timer is None and not self._expiring:
             self._timer = self._clock.callLater(self.limit, self._due)
 
     def discard(self, key: object) -> None:
@@ -43,16 +46,20 @@ class SharedDeadline:
 
     def _due(self) -> None:
         self._timer = None
-        now = self._clock.seconds()
-        while self._entries:
-            key = next(iter(self._entries))
-            due, expire = self._entries[key]
-            if due > now:
-                self._timer = self._clock.callLater(due - now, self._due)
-                return
-            del self._entries[key]
-            try:
-                expire()
-            except Exception:
-                # One entry's failure must not leave the others without their deadline.
-                log.failure("A deadline's expiry failed")
+        self._expiring = True
+        try:
+            now = self._clock.seconds()
+            while self._entries:
+                key = next(iter(self._entries))
+                due, expire = self._entries[key]
+                if due > now:
+                    self._timer = self._clock.callLater(due - now, self._due)
+                    return
+                del self._entries[key]
+                try:
+                    expire()
+                except Exception:
+                    # One entry's failure must not leave the others without their deadline.
+                    log.failure("A deadline's expiry failed")
+        finally:
+            self._expiring = False

@@ -90,3 +90,26 @@ def test_a_failing_expiry_is_logged_and_the_others_still_expire():
     assert expired == ["b"]
     [failure] = [e["log_failure"] for e in events if "log_failure" in e]
     assert failure.check(RuntimeError)
+
+
+def test_an_expiry_that_adds_an_entry_leaves_one_timer_for_the_oldest():
+    clock = Clock()
+    deadline = SharedDeadline(clock, 1.0)
+    expired: list[str] = []
+
+    def again() -> None:  # as a timed-out call whose failure starts the next attempt
+        expired.append("a")
+        deadline.add("retry", lambda: expired.append("retry"))
+
+    deadline.add("a", again)
+    clock.advance(0.5)
+    deadline.add("b", lambda: expired.append("b"))
+    clock.advance(0.5)
+    assert expired == ["a"]
+    assert len(clock.getDelayedCalls()) == 1
+    assert clock.getDelayedCalls()[0].getTime() == 1.5  # b's deadline, not the retry's
+    clock.advance(0.5)
+    assert expired == ["a", "b"]
+    clock.advance(0.5)
+    assert expired == ["a", "b", "retry"]
+    assert clock.getDelayedCalls() == []
