@@ -9,10 +9,14 @@ from twisted.logger import globalLogPublisher
 from bullmq_proxy.deadlines import SharedDeadline
 
 
-def test_each_entry_expires_at_its_own_deadline_on_one_timer():
+def shared() -> tuple[Clock, SharedDeadline, list[str]]:
+    """A clock, a one-second limit on it, and where the expiries note themselves."""
     clock = Clock()
-    deadline = SharedDeadline(clock, 1.0)
-    expired: list[str] = []
+    return clock, SharedDeadline(clock, 1.0), []
+
+
+def test_each_entry_expires_at_its_own_deadline_on_one_timer():
+    clock, deadline, expired = shared()
     for name in "abc":
         deadline.add(name, lambda name=name: expired.append(name))
         clock.advance(0.25)
@@ -30,9 +34,7 @@ def test_each_entry_expires_at_its_own_deadline_on_one_timer():
 
 
 def test_a_discarded_entry_never_expires_and_the_next_keeps_its_deadline():
-    clock = Clock()
-    deadline = SharedDeadline(clock, 1.0)
-    expired: list[str] = []
+    clock, deadline, expired = shared()
     deadline.add("a", lambda: expired.append("a"))
     clock.advance(0.5)
     deadline.add("b", lambda: expired.append("b"))
@@ -46,9 +48,7 @@ def test_a_discarded_entry_never_expires_and_the_next_keeps_its_deadline():
 
 
 def test_an_entry_added_again_keeps_its_first_deadline():
-    clock = Clock()
-    deadline = SharedDeadline(clock, 1.0)
-    expired: list[str] = []
+    clock, deadline, expired = shared()
     deadline.add("a", lambda: expired.append("first"))
     clock.advance(0.9)
     deadline.add("a", lambda: expired.append("second"))
@@ -57,9 +57,7 @@ def test_an_entry_added_again_keeps_its_first_deadline():
 
 
 def test_entries_after_an_idle_spell_get_a_new_timer():
-    clock = Clock()
-    deadline = SharedDeadline(clock, 1.0)
-    expired: list[str] = []
+    clock, deadline, expired = shared()
     deadline.add("a", lambda: None)
     deadline.discard("a")
     clock.advance(5)  # the timer fired and found nothing
@@ -72,9 +70,7 @@ def test_entries_after_an_idle_spell_get_a_new_timer():
 
 
 def test_a_failing_expiry_is_logged_and_the_others_still_expire():
-    clock = Clock()
-    deadline = SharedDeadline(clock, 1.0)
-    expired: list[str] = []
+    clock, deadline, expired = shared()
 
     def broken() -> None:
         raise RuntimeError("expiry bug")
@@ -93,9 +89,7 @@ def test_a_failing_expiry_is_logged_and_the_others_still_expire():
 
 
 def test_an_expiry_that_adds_an_entry_leaves_one_timer_for_the_oldest():
-    clock = Clock()
-    deadline = SharedDeadline(clock, 1.0)
-    expired: list[str] = []
+    clock, deadline, expired = shared()
 
     def again() -> None:  # as a timed-out call whose failure starts the next attempt
         expired.append("a")

@@ -106,41 +106,45 @@ class Answering(Resource):
         return b"done"
 
 
+TIMED_OUT = Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")
+
+
+def started(stub, caller, job_id: str = "7") -> list:
+    """Start a call of ``job_id``; what it ends with lands in the list returned."""
+    results: list = []
+    caller.call(job_id, 1, BODY).addBoth(results.append)
+    stub.flush()
+    return results
+
+
 def test_timeout_fails_the_attempt_when_the_clock_passes_it():
     clock = Clock()
     stub, caller = caller_for(Silent(), clock, timeout_ms=250)
-    results = []
-    caller.call("7", 1, BODY).addBoth(results.append)
-    stub.flush()
+    results = started(stub, caller)
     clock.advance(0.249)
     assert results == []
     clock.advance(0.002)
-    assert results == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+    assert results == [TIMED_OUT]
 
 
 def test_calls_started_apart_time_out_each_at_its_own_deadline():
     clock = Clock()
     stub, caller = caller_for(Silent(), clock, timeout_ms=250)
-    first, second = [], []
-    caller.call("7", 1, BODY).addBoth(first.append)
-    stub.flush()
+    first = started(stub, caller, "7")
     clock.advance(0.1)
-    caller.call("8", 1, BODY).addBoth(second.append)
-    stub.flush()
+    second = started(stub, caller, "8")
     assert len(clock.getDelayedCalls()) == 1  # one timer for both calls
     clock.advance(0.151)
-    assert first == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+    assert first == [TIMED_OUT]
     assert second == []
     clock.advance(0.1)
-    assert second == [Outcome(Verdict.RETRY, reason="endpoint did not answer within 250 ms")]
+    assert second == [TIMED_OUT]
 
 
 def test_a_call_answered_in_time_is_not_timed_out_later():
     clock = Clock()
     stub, caller = caller_for(Answering(), clock, timeout_ms=250)
-    results = []
-    caller.call("7", 1, BODY).addBoth(results.append)
-    stub.flush()
+    results = started(stub, caller)
     clock.advance(1)
     assert results == [Outcome(Verdict.COMPLETE, value="done")]
 
