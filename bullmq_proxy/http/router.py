@@ -40,6 +40,9 @@ from bullmq_proxy.web import split_path, write_problem
 
 log = Logger(namespace="bullmq_proxy.http")
 
+# How long past REQUEST_TIMEOUT a request whose work ignores the timeout's cancel is answered.
+OVERDUE_GRACE_SECONDS = 1.0
+
 JSON_TYPE = b"application/json; charset=utf-8"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 
@@ -202,9 +205,14 @@ class Router(Resource):
     async def _respond(self, request: IRequest, gone: list[bool]) -> None:
         if gone:  # the client left before this task ran; its body is already closed
             return
+        limit = self._config.request_timeout
+        # The timeout's cancel relies on the work letting it through; should something under
+        # it swallow the cancel, the client still gets its 504 soon after the limit.
+        overdue = asyncio.get_running_loop().call_later(
+            limit + OVERDUE_GRACE_SECONDS, self._overdue, request, gone)
         try:
             # asyncio.timeout, unlike wait_for, runs _run in this task: no task per request.
-            async with asyncio.timeout(self._config.request_timeout):
+            async with asyncio.timeout(limit):
                 result = await self._run(request)
         except Exception as err:
             error = classify(err)
@@ -213,6 +221,8 @@ class Router(Resource):
             if not gone:
                 write_problem(request, error)
             return
+        finally:
+            overdue.cancel()
         if gone:
             return
         if isinstance(result, Stream):
@@ -293,6 +303,17 @@ class Router(Resource):
         if request.method != b"HEAD":
             request.write(payload)
         request.finish()
+
+    def _overdue(self, request: IRequest, gone: list[bool]) -> None:
+        if gone:
+            return
+        gone.append(True)  # whatever the work ends with later is not written
+        log.warn("{method} {path} outlived REQUEST_TIMEOUT: the work under it ignored the "
+                 "cancel; answered 504", method=request.method.decode(),
+                 path=request.path.decode("utf-8", "replace"))
+        error = classify(TimeoutError())
+        assert error is not None
+        write_problem(request, error)
 
     def _crashed(self, failure: Failure, request: IRequest, gone: list[bool]) -> None:
         incident = uuid.uuid4().hex
