@@ -5,18 +5,15 @@ request is still counted."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 
 import pytest_twisted
 from twisted.internet.error import ConnectionDone
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.web.test.requesthelper import DummyRequest
 
-from bullmq_proxy.auth import Gate, Policy
-from bullmq_proxy.http.router import Route, Router
-from tests.support import aio, make_config
+from tests.router_support import CodedRequest, request_to, router_for
+from tests.support import aio
 
 
 async def broken(call):
@@ -27,28 +24,13 @@ async def cancelled(call):
     raise asyncio.CancelledError()
 
 
-class _Request(DummyRequest):
-    @property
-    def code(self) -> int:  # what a real Request calls its status
-        return self.responseCode
-
-
-def _request() -> DummyRequest:
-    request = _Request([b""])
-    request.uri = request.path = b"/"
-    request.content = io.BytesIO()
-    return request
-
-
 async def _render(handler, running: asyncio.Event | None = None,
-                  left: asyncio.Event | None = None) -> tuple[DummyRequest, list[dict], list]:
+                  left: asyncio.Event | None = None) -> tuple[CodedRequest, list[dict], list]:
     """Render ``handler``'s route; with ``running`` and ``left``, the client goes away once
     the handler says it runs, and the handler is then told."""
     observed: list[tuple] = []
-    router = Router(make_config(), Gate([], client=None, queues=None),
-                    observe=lambda *seen: observed.append(seen))
-    router.add_routes([Route(b"GET", "/", handler, Policy.PUBLIC)])
-    request = _request()
+    router = router_for(handler, lambda *seen: observed.append(seen))
+    request = request_to()
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:

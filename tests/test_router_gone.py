@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest_twisted
 from twisted.internet.error import ConnectionDone
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.web.test.requesthelper import DummyRequest
 
-from bullmq_proxy.auth import Gate, Policy
-from bullmq_proxy.http.router import Route, Router
-from tests.support import aio, make_config
+from tests.router_support import request_to, router_for
+from tests.support import aio
 
 handled: list[str] = []
 
@@ -25,11 +22,8 @@ async def handler(call):
 
 @pytest_twisted.ensureDeferred
 async def test_a_request_whose_client_left_is_not_run():
-    router = Router(make_config(), Gate([], client=None, queues=None))
-    router.add_routes([Route(b"GET", "/", handler, Policy.PUBLIC)])
-    request = DummyRequest([b""])
-    request.uri = request.path = b"/"
-    request.content = io.BytesIO()
+    router = router_for(handler)
+    request = request_to()
     request.content.close()  # as Twisted does when the connection is lost
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)

@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 
 import pytest_twisted
 from twisted.logger import globalLogPublisher
-from twisted.web.test.requesthelper import DummyRequest
 
-from bullmq_proxy.auth import Gate, Policy
 from bullmq_proxy.http import router as router_module
-from bullmq_proxy.http.router import Route, Router
-from tests.support import aio, make_config
-
-
-class _Request(DummyRequest):
-    @property
-    def code(self) -> int:  # what a real Request calls its status
-        return self.responseCode
+from tests.router_support import request_to, router_for
+from tests.support import aio
 
 
 @pytest_twisted.ensureDeferred
@@ -39,11 +30,8 @@ async def test_work_that_swallows_the_cancel_still_gets_a_504_and_writes_nothing
         finished.append("late")
         return {"late": True}
 
-    router = Router(make_config(request_timeout=0.1), Gate([], client=None, queues=None))
-    router.add_routes([Route(b"GET", "/", stubborn, Policy.PUBLIC)])
-    request = _Request([b""])
-    request.uri = request.path = b"/"
-    request.content = io.BytesIO()
+    router = router_for(stubborn, request_timeout=0.1)
+    request = request_to()
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:
@@ -75,11 +63,8 @@ async def test_a_request_answered_in_time_leaves_no_overdue_answer(monkeypatch):
     async def quick(call):
         return {"ok": True}
 
-    router = Router(make_config(request_timeout=0.05), Gate([], client=None, queues=None))
-    router.add_routes([Route(b"GET", "/", quick, Policy.PUBLIC)])
-    request = _Request([b""])
-    request.uri = request.path = b"/"
-    request.content = io.BytesIO()
+    router = router_for(quick, request_timeout=0.05)
+    request = request_to()
     router.render(request)
     await aio(asyncio.sleep(0.3))
     assert request.responseCode == 200
