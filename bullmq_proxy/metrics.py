@@ -170,8 +170,8 @@ class Metrics:
         key = (queue, outcome)
         series = self._call_series.get(key)
         if series is None:
-            series = self._call_series[key] = (self.endpoint_calls.labels(queue, outcome),
-                                               self.endpoint_call_duration.labels(queue, outcome))
+            series = self._call_series[key] = (self.endpoint_calls.labels(*key),
+                                               self.endpoint_call_duration.labels(*key))
         series[0].inc()
         series[1].observe(seconds)
 

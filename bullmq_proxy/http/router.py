@@ -28,6 +28,7 @@ from bullmq_proxy.errors import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    TIMEOUT,
     ProxyError,
     classify,
 )
@@ -311,9 +312,9 @@ class Router(Resource):
         log.warn("{method} {path} outlived REQUEST_TIMEOUT: the work under it ignored the "
                  "cancel; answered 504", method=request.method.decode(),
                  path=request.path.decode("utf-8", "replace"))
-        error = classify(TimeoutError())
-        assert error is not None
-        write_problem(request, error)
+        write_problem(request, ProxyError(
+            TIMEOUT, f"The request did not finish within {self._config.request_timeout} s; "
+                     "try again later."))
 
     def _crashed(self, failure: Failure, request: IRequest, gone: list[bool]) -> None:
         incident = uuid.uuid4().hex
