@@ -26,6 +26,7 @@ from bullmq import Job, Queue
 from bullmq.utils import is_redis_cluster
 from redis.asyncio.client import Pipeline
 
+from bullmq_proxy.redis import known_scripts
 from bullmq_proxy.redis.cluster import add_each
 
 MAX_BATCH_JOBS = 2000
@@ -109,7 +110,7 @@ class AddBatcher:
             async with self._client.pipeline(transaction=False) as pipe:
                 queued = [pending for pending in batch if await self._queue_commands(pipe, pending)]
                 if queued:
-                    results = await pipe.execute(raise_on_error=False)
+                    results = await known_scripts.execute(self._client, pipe)
                     for pending in queued:
                         self._answer(pending, self._results_of(pending, results))
         except Exception as err:

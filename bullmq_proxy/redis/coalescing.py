@@ -18,6 +18,8 @@ from typing import Any
 
 from bullmq.utils import is_redis_cluster
 
+from bullmq_proxy.redis import known_scripts
+
 # The scripts the worker loop calls once per job.
 COALESCED = ("moveToFinished", "moveToActive")
 MAX_BATCH = 256
@@ -70,7 +72,7 @@ class CoalescedScript:
             async with self._client.pipeline(transaction=False) as pipe:
                 for keys, args, _ in batch:
                     await self.script(keys=keys, args=args, client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+                results = await known_scripts.execute(self._client, pipe)
         except BaseException as err:
             for _, _, answer in batch:
                 if not answer.done():
