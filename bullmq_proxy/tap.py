@@ -146,12 +146,20 @@ class Options(usage.Options):
             twistd["logger"] = TWISTD_OBSERVER
 
 
+# Young objects allowed before a collection. Nearly everything a request allocates is freed
+# by reference counting when it ends, but at the default of 700 the hundred requests in
+# flight under load pass the threshold all the time: about 5,000 collections in a 10 s
+# run of adds, 5 % of the CPU, that found almost nothing. At 10,000 the same run made 4.
+YOUNG_THRESHOLD = 10_000
+
+
 def freeze_startup_heap() -> None:
     """Put everything allocated while starting (modules, services) out of the collector's
     reach, so that full collections scan only what requests allocate: their pauses were
-    the proxy's worst tail latencies under load."""
+    the proxy's worst tail latencies under load. Then collect young objects less often."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def makeService(options: Options) -> MultiService:

@@ -157,15 +157,19 @@ def test_processes_refuses_what_it_cannot_share(tmp_path, args, env_extra, messa
     assert message in result.stdout + result.stderr
 
 
-def test_the_startup_heap_is_frozen_out_of_collections():
-    from bullmq_proxy.tap import freeze_startup_heap
+def test_the_startup_heap_is_frozen_out_of_collections_and_young_objects_collected_less_often():
+    from bullmq_proxy.tap import YOUNG_THRESHOLD, freeze_startup_heap
 
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     try:
         freeze_startup_heap()
         assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *thresholds[1:])
+        assert thresholds[0] < YOUNG_THRESHOLD
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 class StoppingClock(Clock):
