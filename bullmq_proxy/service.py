@@ -190,7 +190,7 @@ def build_context(config: Config, reactor: Any, top: MultiService) -> ProxyConte
                 RateLimiter(reactor.seconds, config.rate_limit,
                             lambda name: metrics.rate_limited.labels(name).inc()))
     readiness = Readiness(clients.queue)
-    router = Router(config, gate, metrics.observe_request)
+    router = Router(config, gate, reactor, metrics.observe_request)
     core = build_core(queues, config)
     # Stopped after the listeners and before Redis: pulls and event streams end with them.
     CoreService(core).setServiceParent(top)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.test.requesthelper import DummyRequest
 
 from bullmq_proxy.auth import Gate, Policy
@@ -25,8 +27,9 @@ def request_to(path: bytes = b"/") -> CodedRequest:
     return request
 
 
-def router_for(handler: Any, observe: RequestObserver | None = None, **config: Any) -> Router:
+def router_for(handler: Any, observe: RequestObserver | None = None,
+               clock: IReactorTime = reactor, **config: Any) -> Router:
     """A router whose only route is a public ``GET /`` answered by ``handler``."""
-    router = Router(make_config(**config), Gate([], client=None, queues=None), observe)
+    router = Router(make_config(**config), Gate([], client=None, queues=None), clock, observe)
     router.add_routes([Route(b"GET", "/", handler, Policy.PUBLIC)])
     return router

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -22,6 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from bullmq_proxy.auth import Gate, Policy
 from bullmq_proxy.config import Config
+from bullmq_proxy.deadlines import SharedDeadline
 from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.errors import (
     INTERNAL,
@@ -138,13 +140,32 @@ def _match(template: Sequence[str], segments: Sequence[str]) -> dict[str, str] |
     return params
 
 
+class _Flight:
+    """One request on its way through the router."""
+
+    __slots__ = ("gone", "request", "started", "task", "timed_out")
+
+    def __init__(self, request: IRequest, started: float) -> None:
+        self.request = request
+        self.started = started
+        self.task: asyncio.Future[None]
+        # The client left, or was answered without the work (the overdue 504): nothing the
+        # work ends with is written.
+        self.gone = False
+        self.timed_out = False
+
+    def leave(self, _: Failure) -> None:
+        self.gone = True
+
+
 class Router(Resource):
     """Dispatches every REST request to its route."""
 
     isLeaf = True
 
     def __init__(
-        self, config: Config, gate: Gate, observe: RequestObserver | None = None
+        self, config: Config, gate: Gate, clock: IReactorTime,
+        observe: RequestObserver | None = None,
     ) -> None:
         super().__init__()
         self._config = config
@@ -152,6 +173,11 @@ class Router(Resource):
         self._observe = observe
         self._cors = Cors(config.cors_origins)
         self._routes: list[tuple[Route, tuple[str, ...]]] = []
+        # Every request has the same REQUEST_TIMEOUT, so one timer serves all of them
+        # (deadlines.py): an asyncio timeout and an overdue timer per request were a
+        # twentieth of an add's CPU.
+        self._deadline = SharedDeadline(clock, config.request_timeout)
+        self._grace = SharedDeadline(clock, OVERDUE_GRACE_SECONDS)
 
     def add_routes(self, routes: Sequence[Route]) -> None:
         self._routes.extend((route, route.segments) for route in routes)
@@ -162,24 +188,34 @@ class Router(Resource):
 
     def render(self, request: IRequest) -> Any:
         self._cors.decorate(request)
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-        started = time.monotonic()
+        flight = _Flight(request, time.monotonic())
+        request.notifyFinish().addErrback(flight.leave)
         # The task writes its own answer; its done callback only reports a crash and logs.
         # (A Deferred around the task cost a fifth of this method, for no caller.)
-        task = asyncio.ensure_future(self._respond(request, gone))
-        task.add_done_callback(functools.partial(self._finished, request, gone, started))
+        flight.task = asyncio.ensure_future(self._respond(flight))
+        flight.task.add_done_callback(functools.partial(self._finished, flight))
         return NOT_DONE_YET
 
-    def _finished(self, request: IRequest, gone: list[bool], started: float,
-                  task: asyncio.Future[None]) -> None:
+    def _finished(self, flight: _Flight, task: asyncio.Future[None]) -> None:
         try:
             error = task.exception()
         except asyncio.CancelledError as cancelled:
             error = cancelled
         if error is not None:
-            self._crashed(Failure(error, type(error), error.__traceback__), request, gone)
-        self._log(request, started)
+            self._crashed(Failure(error, type(error), error.__traceback__), flight)
+        self._log(flight.request, flight.started)
+
+    def _settle(self, flight: _Flight) -> None:
+        """The work under the request is over: no timeout applies to it any more."""
+        self._deadline.discard(flight)
+        self._grace.discard(flight)
+
+    def _expire(self, flight: _Flight) -> None:
+        """REQUEST_TIMEOUT passed: cancel the work, and should something under it swallow
+        the cancel, answer the 504 once the grace has passed too."""
+        flight.timed_out = True
+        flight.task.cancel()
+        self._grace.add(flight, functools.partial(self._overdue, flight))
 
     def _methods(self, segments: Sequence[str]) -> list[bytes]:
         """The methods of the routes whose template matches the path."""
@@ -203,35 +239,40 @@ class Router(Resource):
             )
         raise ProxyError(NOT_FOUND, "There is no such route.")
 
-    async def _respond(self, request: IRequest, gone: list[bool]) -> None:
-        if gone:  # the client left before this task ran; its body is already closed
+    async def _respond(self, flight: _Flight) -> None:
+        request = flight.request
+        if flight.gone:  # the client left before this task ran; its body is already closed
             return
-        limit = self._config.request_timeout
-        # The timeout's cancel relies on the work letting it through; should something under
-        # it swallow the cancel, the client still gets its 504 soon after the limit.
-        overdue = asyncio.get_running_loop().call_later(
-            limit + OVERDUE_GRACE_SECONDS, self._overdue, request, gone)
+        # Set here rather than in render, so that the cancel finds the task inside the try.
+        self._deadline.add(flight, functools.partial(self._expire, flight))
         try:
-            # asyncio.timeout, unlike wait_for, runs _run in this task: no task per request.
-            async with asyncio.timeout(limit):
-                result = await self._run(request)
+            result = await self._run(request)
+        except asyncio.CancelledError:
+            if not flight.timed_out:
+                raise
+            # The timeout's own cancel, taken back so that the task ends as answered.
+            flight.task.uncancel()
+            error: ProxyError | None = classify(TimeoutError())
         except Exception as err:
             error = classify(err)
             if error is None:
                 raise
-            if not gone:
-                write_problem(request, error)
-            return
+        else:
+            error = None
         finally:
-            overdue.cancel()
-        if gone:
+            # What follows (the answer, or a stream) is outside the request timeout.
+            self._settle(flight)
+        if flight.gone:
+            return
+        if error is not None:
+            write_problem(request, error)
             return
         if isinstance(result, Stream):
             request.setResponseCode(200)
             request.setHeader(b"content-type", result.content_type)
             request.setHeader(b"cache-control", b"no-store")
             await result.serve(request)
-            if not gone:
+            if not flight.gone:
                 request.finish()
             return
         self._write(request, result)
@@ -305,10 +346,11 @@ class Router(Resource):
             request.write(payload)
         request.finish()
 
-    def _overdue(self, request: IRequest, gone: list[bool]) -> None:
-        if gone:
+    def _overdue(self, flight: _Flight) -> None:
+        if flight.gone:
             return
-        gone.append(True)  # whatever the work ends with later is not written
+        flight.gone = True  # whatever the work ends with later is not written
+        request = flight.request
         log.warn("{method} {path} outlived REQUEST_TIMEOUT: the work under it ignored the "
                  "cancel; answered 504", method=request.method.decode(),
                  path=request.path.decode("utf-8", "replace"))
@@ -316,11 +358,12 @@ class Router(Resource):
             TIMEOUT, f"The request did not finish within {self._config.request_timeout} s; "
                      "try again later."))
 
-    def _crashed(self, failure: Failure, request: IRequest, gone: list[bool]) -> None:
+    def _crashed(self, failure: Failure, flight: _Flight) -> None:
         incident = uuid.uuid4().hex
+        request = flight.request
         log.failure("Unexpected error {incident} on {path}", failure,
                     incident=incident, path=request.path.decode("utf-8", "replace"))
-        if not gone:
+        if not flight.gone:
             error = ProxyError(INTERNAL, f"An unexpected error occurred (incident {incident}).")
             write_problem(request, error, f"urn:uuid:{incident}")
 
