@@ -76,6 +76,8 @@ class Metrics:
         # series that are never removed.
         self._request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._call_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # Per queue, so dropped with the queue's series (``keep_queues``).
+        self._added_series: dict[str, Any] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         r = self.registry
@@ -201,6 +203,13 @@ class Metrics:
         worker.on("completed", lambda *_: completed.inc())
         worker.on("failed", lambda *_: failed.inc())
 
+    def added(self, queue: str, count: int = 1) -> None:
+        """``count`` jobs were added to ``queue`` through the proxy."""
+        series = self._added_series.get(queue)
+        if series is None:
+            series = self._added_series[queue] = self.jobs_added.labels(queue)
+        series.inc(count)
+
     def settled(self, queue: str, completed: bool) -> None:
         """A job held after a 202 was completed or failed through the job API."""
         (self.jobs_completed if completed else self.jobs_failed).labels(queue).inc()
@@ -217,6 +226,8 @@ class Metrics:
                 for (queue,) in list(counter._metrics):  # the label values it holds
                     if queue not in keep:
                         counter.remove(queue)
+                        if counter is self.jobs_added:
+                            self._added_series.pop(queue, None)
 
         self._refreshers.append(prune)
 

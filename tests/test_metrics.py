@@ -128,6 +128,28 @@ def test_each_metrics_object_has_its_own_registry():
                                             {"queue": "mail"}) is None
 
 
+def test_added_jobs_count_again_from_zero_once_their_queue_was_dropped():
+    metrics = Metrics()
+    served = {"mail", "sms"}
+    metrics.keep_queues(lambda: served)
+
+    def added(queue):
+        return metrics.registry.get_sample_value("bullmq_proxy_jobs_added_total",
+                                                 {"queue": queue})
+
+    metrics.added("mail", 3)
+    metrics.added("mail")
+    metrics.added("sms")
+    metrics.jobs_completed.labels("old").inc()  # a series the cache never held
+    metrics.exposition()
+    assert (added("mail"), added("sms")) == (4, 1)
+    served.discard("mail")
+    metrics.exposition()
+    assert added("mail") is None
+    metrics.added("mail", 2)
+    assert (added("mail"), added("sms")) == (2, 1)
+
+
 def test_circuit_breaker_state_is_an_enum():
     metrics = Metrics()
     metrics.circuit_breaker_state.labels("mail").state("open")

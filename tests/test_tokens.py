@@ -143,6 +143,11 @@ def test_principals_match_queue_globs_and_admin_holds_every_right():
     assert not scoped.may(Right.WRITE, "sms")
     admin = Principal("a", ("*",), frozenset({Right.ADMIN}))
     assert admin.may(Right.WORKERS, "anything")
+    wide = Principal("w", ("mail-*", "*"), frozenset({Right.READ}))
+    for name in ("mailx", "a b/c:d\ne", "[x]", "ü"):
+        assert wide.covers(name)
+        assert admin.covers(name)
+        assert not scoped.covers(name)
 
 
 @pytest.mark.parametrize(("raw", "message"), [

@@ -41,12 +41,12 @@ class QueueRoutes:
         queue = self._queues.get(call.params["queueName"])
         if not wait:
             added = await add_jobs(queue, jobs, self._batcher.add_bulk)
-            self._metrics.jobs_added.labels(call.params["queueName"]).inc(len(added))
+            self._metrics.added(call.params["queueName"], len(added))
             return added
 
         async def add_one() -> str:
             (job,) = await add_jobs(queue, jobs, self._batcher.add_bulk)
-            self._metrics.jobs_added.labels(call.params["queueName"]).inc()
+            self._metrics.added(call.params["queueName"])
             return job["id"]
 
         job_id, finished = await add_and_wait(self._events, queue, add_one, wait)

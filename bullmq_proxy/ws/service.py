@@ -4,6 +4,7 @@ cleanly on shutdown (workers finish or fail their in-flight jobs, feeds stop).""
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,7 +110,7 @@ class WebSocketService(Service):
         if target.kind is Kind.QUEUE:
             queue = self._queues.get(target.queue)
             scope = Scope(target.queue, queue, self._batcher.add_bulk, self._updates,
-                          self._metrics.jobs_added.labels(target.queue).inc,
+                          functools.partial(self._metrics.added, target.queue),
                           lambda: self._queues.layout_of(queue), self._core,
                           protocol.admission)
             return QueueSession(protocol, scope, self.config.request_timeout)
