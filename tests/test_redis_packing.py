@@ -39,6 +39,9 @@ def test_every_kind_of_connection_packs_with_hiredis(settings, underlying):
 @pytest.mark.parametrize("args", [
     ("EVALSHA", "0" * 40, 2, "bull:q:wait", b"bull:q:active", 1.5, 1 / 3, -7, 10**30, "ü", ""),
     ("CLIENT SETNAME", "bull:cXVldWU="),
+    (b"CLIENT SETNAME", b"x"),
+    ("SET", bytearray(b"k\x00"), memoryview(b"v\xff")),
+    ("RPUSH", "l", b"a", bytearray(b"b"), 3, memoryview(b"c")),
 ])
 def test_the_bytes_are_redis_pys_own(args):
     connection = packing(aredis.Connection)()

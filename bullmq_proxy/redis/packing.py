@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import hiredis
 from redis.connection import HiredisRespSerializer
 
 _SERIALIZER = HiredisRespSerializer()
@@ -20,7 +21,18 @@ class HiredisPacking:
     """Mixed into a redis-py asyncio connection class, before it."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return _SERIALIZER.pack(*args)
+        # As redis-py's serializer does, less its pass over every argument for a bytearray
+        # or memoryview (a third of its cost): those make hiredis refuse the command, and
+        # only then does that serializer convert them (or raise redis-py's DataError).
+        command = args[0]
+        if isinstance(command, str):
+            args = (*command.encode().split(), *args[1:])
+        elif b" " in command:
+            args = (*command.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            return _SERIALIZER.pack(*args)
 
 
 @functools.cache
