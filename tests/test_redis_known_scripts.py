@@ -42,6 +42,14 @@ async def run(client, script, values, *, multi=False, extra=()):
         return await known_scripts.execute(client, pipe)
 
 
+async def confirmed_then_flushed(client, sync_redis):
+    """COUNT, run once through a pipeline (so confirmed), then flushed from Redis."""
+    script = client.register_script(COUNT)
+    await run(client, script, ["a"])
+    sync_redis.script_flush()
+    return script
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_confirmed_script_goes_out_without_a_check(client, sync_redis):
     script = client.register_script(COUNT)
@@ -57,9 +65,7 @@ async def test_a_confirmed_script_goes_out_without_a_check(client, sync_redis):
 @pytest_twisted.ensureDeferred
 async def test_a_script_lost_since_is_loaded_and_each_refused_command_runs_once_in_place(
         client, sync_redis):
-    script = client.register_script(COUNT)
-    await aio(run(client, script, ["a"]))
-    sync_redis.script_flush()
+    script = await aio(confirmed_then_flushed(client, sync_redis))
     results = await aio(run(client, script, ["b", "c"], extra=[("GET", "runs"), ("PING",)]))
     # The GET ran before the retried scripts: it read the count as it stood then.
     assert results == [2, 3, "1", True]
@@ -72,9 +78,7 @@ async def test_a_script_lost_since_is_loaded_and_each_refused_command_runs_once_
 @pytest_twisted.ensureDeferred
 async def test_a_transaction_is_always_checked_first_so_it_stays_all_or_none(
         client, sync_redis):
-    script = client.register_script(COUNT)
-    await aio(run(client, script, ["a"]))
-    sync_redis.script_flush()
+    script = await aio(confirmed_then_flushed(client, sync_redis))
     checks = script_checks(sync_redis)
     results = await aio(run(client, script, ["b", "c"], multi=True))
     assert script_checks(sync_redis) == checks + 1
