@@ -28,6 +28,13 @@ from bullmq_proxy.encoding import encode_json
 from bullmq_proxy.jobs import job_json
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.workers.breaker import CircuitBreaker
+from bullmq_proxy.workers.checked_headers import (
+    CheckedHeaders,
+    FirstValues,
+    block_of,
+    canonical_name,
+    single_line,
+)
 from bullmq_proxy.workers.http_client import NO_COOKIES, EndpointURL
 from bullmq_proxy.workers.metadata import Endpoint
 from bullmq_proxy.workers.policy import (
@@ -87,18 +94,14 @@ class LiveState:
         self.last_worker_error_at = now
 
 
-def _first_values(headers: Headers) -> dict[str, str]:
-    return {
-        name.decode("latin-1").lower(): values[0].decode("latin-1")
-        for name, values in headers.getAllRawHeaders()
-        if values
-    }
-
-
 def _timed_out(result: Any, timeout: float) -> Failure:
     """Whatever the cancelled request failed with (the agent wraps it), it was the timeout."""
     return Failure(TimeoutError(f"no answer within {timeout} s"))
 
+
+JOB_ID = canonical_name(b"BullMQ-Proxy-Job-Id")
+ATTEMPT = canonical_name(b"BullMQ-Proxy-Attempt")
+IDEMPOTENCY_KEY = canonical_name(b"Idempotency-Key")
 
 # What a return value may weigh: the proxy's own request body limit by default.
 MAX_ANSWER_BYTES = 10 * 1024 * 1024
@@ -117,23 +120,23 @@ class EndpointCaller:
         self._queue = queue
         self._endpoint = endpoint
         self._url = EndpointURL.of(endpoint.url)
+        self._fixed = block_of({"Content-Type": "application/json", **endpoint.headers})
         self._deadline = SharedDeadline(reactor, endpoint.timeout_ms / 1000)
         self._secrets = endpoint.signing_secrets or signing_secrets
         self._max_answer_bytes = max_answer_bytes
         self._max_retry_delay_ms = max_retry_delay_ms
 
-    def headers(self, job_id: str, attempt: int, body: bytes) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        headers.update(self._endpoint.headers)
+    def headers(self, job_id: str, attempt: int, body: bytes) -> Headers:
+        block = {name: list(values) for name, values in self._fixed.items()}
         key = f"{self._queue}:{job_id}"
-        headers["BullMQ-Proxy-Job-Id"] = job_id
-        headers["BullMQ-Proxy-Attempt"] = str(attempt)
-        headers["Idempotency-Key"] = key
+        block[JOB_ID] = [single_line(job_id.encode("utf-8"))]
+        block[ATTEMPT] = [b"%d" % attempt]
+        block[IDEMPOTENCY_KEY] = [single_line(key.encode("utf-8"))]
         if self._secrets:
             # The id stays the same across attempts, as Standard Webhooks asks of retries.
-            headers.update(signature_headers(
-                self._secrets, key, int(self._reactor.seconds()), body))
-        return headers
+            block.update(block_of(signature_headers(
+                self._secrets, key, int(self._reactor.seconds()), body)))
+        return CheckedHeaders.owning(block)
 
     def call(self, job_id: str, attempt: int, body: bytes) -> Deferred[Outcome]:
         """Always succeeds with an ``Outcome``: failures to answer are outcomes too."""
@@ -182,7 +185,7 @@ class EndpointCaller:
             chunks.append(chunk)
 
         d = treq.collect(response, collect)
-        d.addCallback(lambda _: Reply(response.code, _first_values(response.headers),
+        d.addCallback(lambda _: Reply(response.code, FirstValues(response.headers),
                                       b"".join(chunks)))
         return d
 

@@ -45,6 +45,7 @@ from twisted.web.iweb import (
 from zope.interface import implementer
 
 from bullmq_proxy.sockets import write_now
+from bullmq_proxy.workers.checked_headers import CheckedHeaders
 
 # Endpoint hosts are few; past this many the caches start again rather than grow.
 MAX_CACHED_ENDPOINTS = 256
@@ -327,12 +328,9 @@ class _Connection(Protocol):
         if 100 <= code < 200:
             self._interim = True
             return
-        headers = Headers()
-        length: Any = UNKNOWN_LENGTH
-        for name, value in raw:
-            headers.addRawHeader(name, value)
-            if name.lower() == b"content-length":
-                length = int(value)
+        headers = CheckedHeaders.of_pairs(raw)
+        lengths = headers.getRawHeaders(b"Content-Length")
+        length: Any = UNKNOWN_LENGTH if lengths is None else int(lengths[-1])
         assert self._request is not None
         self._keep = parser.should_keep_alive()
         self._response = _Response(code, phrase, headers, length, self._request,

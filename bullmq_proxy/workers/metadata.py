@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,8 @@ ENDPOINT_FIELDS = frozenset({
 OPTS_FIELDS = frozenset({
     "concurrency", "removeOnComplete", "removeOnFail", "limiter", "maxStalledCount",
 })
+# RFC 9110's token: what a header name may hold.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Set by the proxy itself on every call; an endpoint header of the same name would be ambiguous.
 RESERVED_HEADERS = frozenset({
     "content-length", "host", "transfer-encoding", "bullmq-proxy-job-id",
@@ -111,10 +114,16 @@ def _validate_url(value: Any) -> str:
 
 def _validate_headers(value: Any) -> dict[str, str]:
     headers = require_object(value, "endpoint.headers")
+    seen: dict[str, str] = {}
     for name, header in headers.items():
         field = f"endpoint.headers.{name}"
-        if not name or any(c in name for c in " \t\r\n:") or not name.isascii():
-            raise invalid(field, f"{field} is not a valid HTTP header name")
+        if not HEADER_NAME.fullmatch(name):
+            raise invalid(field, f"{field} is not a valid HTTP header name (RFC 9110 token "
+                                 "characters only)")
+        if name.lower() in seen:
+            raise invalid(field, f"{field} repeats endpoint.headers.{seen[name.lower()]}: "
+                                 "header names are case-insensitive")
+        seen[name.lower()] = name
         if name.lower() in RESERVED_HEADERS:
             raise invalid(field, f"{field} is set by the proxy and cannot be configured")
         if not isinstance(header, str) or not header.replace("\t", " ").isprintable():
