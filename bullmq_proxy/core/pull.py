@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bullmq import Job, Queue
+from bullmq import Queue
 
 from bullmq_proxy.core import moves
 from bullmq_proxy.core.events import EventsHub
-from bullmq_proxy.jobs import job_json
+from bullmq_proxy.jobs import job_from_hash, job_json
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.queues import QueueRegistry
 
@@ -88,7 +88,7 @@ class Pulls:
         data, job_id = (raw[0], raw[1]) if raw else (None, None)
         if not data:
             return None
-        job = Job.fromJSON(queue, data, job_id)
+        job = job_from_hash(queue, data, job_id)
         if job.repeatJobKey:
             # What a worker does with a job a scheduler produced: make the next one.
             await queue.upsertJobScheduler(job.repeatJobKey, (job.opts or {}).get("repeat"),

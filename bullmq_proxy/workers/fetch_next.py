@@ -44,6 +44,7 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildr
 
 from bullmq_proxy.core import moves
 from bullmq_proxy.core.pull import new_token
+from bullmq_proxy.jobs import job_from_hash
 from bullmq_proxy.redis.client_names import name_clients_like_node
 from bullmq_proxy.redis.coalescing import coalesce
 from bullmq_proxy.redis.layout import speak_layout
@@ -228,8 +229,12 @@ class FetchNextWorker(Worker):
 
     async def _next_job(self, moved: list[Any], token: str) -> Job | None:
         data, job_id, limit_until, delay_until = moved
-        job = await self.nextJobFromJobData(data, job_id, limit_until or 0, delay_until or 0,
-                                            token)
+        if data and not data.get("rjk"):
+            job = self._taken(data, job_id, limit_until or 0, delay_until or 0, token)
+        else:
+            # None, or a scheduler's job: bullmq's own steps, which make its next iteration.
+            job = await self.nextJobFromJobData(data, job_id, limit_until or 0,
+                                                delay_until or 0, token)
         if job is not None:
             self._more()
         elif limit_until and limit_until > 0:
@@ -237,6 +242,18 @@ class FetchNextWorker(Worker):
         elif delay_until and delay_until > 0:
             self._wake_at(delay_until)  # the next delayed job's timestamp
         self._update_watch()
+        return job
+
+    def _taken(self, data: dict[str, Any], job_id: str, limit_until: int, delay_until: int,
+               token: str) -> Job:
+        """``nextJobFromJobData`` for a job that came with the fetch, built by
+        ``job_from_hash``."""
+        self.limitUntil = max(limit_until, 0) or 0
+        if delay_until:
+            self.blockUntil = max(int(delay_until), 0) or 0
+        self.drained = False
+        job = job_from_hash(self, data, job_id)
+        job.token = token
         return job
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T | None:
