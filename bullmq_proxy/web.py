@@ -20,6 +20,8 @@ def split_path(raw_path: bytes) -> tuple[str, ...]:
     if segments and segments[-1] == b"":
         segments.pop()
     try:
+        if b"%" not in raw_path:
+            return tuple(part.decode("utf-8") for part in segments)
         return tuple(unquote_to_bytes(part).decode("utf-8") for part in segments)
     except UnicodeDecodeError:
         raise ProxyError(INVALID_FIELD, "The path is not valid UTF-8 once decoded.", "path") \

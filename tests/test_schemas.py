@@ -71,6 +71,19 @@ def test_query_parameters_are_converted_then_checked():
     assert refused_query(shapes.OBLITERATE_QUERY, {"force": "yes"}).field == "force"
 
 
+def test_no_query_still_gets_defaults_and_required_parameters():
+    assert check_query(shapes.PAGE_QUERY, {}) == {"start": 0, "length": 10}
+    assert check_query(shapes.PAGE_QUERY, {}) is not check_query(shapes.PAGE_QUERY, {})
+    required = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    assert refused_query(required, {}).field == "q"
+    # A shape with combinations is checked whole, query or not.
+    either = {"type": "object", "properties": {"a": {"type": "string"}},
+              "anyOf": [{"required": ["a"]}, {"required": ["b"]}]}
+    assert refused_query(either, {}).field == "body"
+    with pytest.raises(ValueError, match="multipleOf"):
+        check_query({"type": "object", "multipleOf": 2}, {})
+
+
 def refused_query(schema, query):
     with pytest.raises(ProxyError) as caught:
         check_query(schema, query)

@@ -87,9 +87,9 @@ def _join(field: str, key: str) -> str:
 
 def check(schema: Schema, value: Any, field: str) -> Any:
     """``value`` if it has the declared shape, with object defaults filled in."""
-    unknown_keywords = set(schema) - KEYWORDS
-    if unknown_keywords:
-        raise ValueError(f"the shape of {field or 'the body'} uses {sorted(unknown_keywords)}")
+    if not KEYWORDS.issuperset(schema):
+        raise ValueError(f"the shape of {field or 'the body'} uses "
+                         f"{sorted(set(schema) - KEYWORDS)}")
     if "format" in schema and schema["format"] not in FORMATS:
         raise ValueError(f"the shape of {field or 'the body'} uses format {schema['format']!r}")
     name = field or "the body"
@@ -195,4 +195,24 @@ def check_query(schema: Schema, query: Mapping[str, str]) -> dict[str, Any]:
             converted[key] = raw == "true"
         else:
             converted[key] = raw
-    return check({**schema, "additionalProperties": True}, converted, "")
+    _, opened, plain = _open(schema)
+    if plain and not converted:
+        # Most requests have no query: only the required parameters and defaults apply.
+        return _check_object(opened, converted, "")
+    return check(opened, converted, "")
+
+
+# Query shapes are the routes' own, few and kept for the process's life: each with its copy
+# that lets undeclared parameters through, made once (and the original held, so that its id
+# stays its own), and whether it is a plain object shape, without combinations.
+_opened: dict[int, tuple[Schema, Schema, bool]] = {}
+
+
+def _open(schema: Schema) -> tuple[Schema, Schema, bool]:
+    held = _opened.get(id(schema))
+    if held is None or held[0] is not schema:
+        opened = {**schema, "additionalProperties": True}
+        plain = schema.get("type") == "object" and not {"anyOf", "not"} & schema.keys() \
+            and KEYWORDS.issuperset(schema)
+        held = _opened[id(schema)] = (schema, opened, plain)
+    return held

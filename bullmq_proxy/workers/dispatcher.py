@@ -160,16 +160,16 @@ class EndpointCaller:
             timed_out.append(True)
             d.cancel()
 
-        def settled(result: Any) -> Any:
+        def settled(result: Reply | Failure) -> Outcome:
             self._deadline.discard(d)
-            return _timed_out(result, self._deadline.limit) if timed_out else result
+            if timed_out:
+                result = _timed_out(result, self._deadline.limit)
+            if isinstance(result, Failure):
+                return judge_error(result.value, self._endpoint.timeout_ms)
+            return judge(result, self._reactor.seconds(), self._max_retry_delay_ms)
 
         self._deadline.add(d, expire)
         d.addBoth(settled)
-        d.addCallbacks(
-            lambda reply: judge(reply, self._reactor.seconds(), self._max_retry_delay_ms),
-            lambda failure: judge_error(failure.value, self._endpoint.timeout_ms),
-        )
         return d
 
     def _read(self, response: IResponse) -> Deferred[Reply]:
