@@ -63,7 +63,9 @@ class CheckedHeaders(Headers):
         """From (name, value) pairs as they came, e.g. from a response parser."""
         block: dict[bytes, list[bytes]] = {}
         for name, value in pairs:
-            block.setdefault(canonical_name(name), []).append(single_line(value))
+            if b"\n" in value or b"\r" in value:
+                value = single_line(value)
+            block.setdefault(canonical_name(name), []).append(value)
         return cls.owning(block)
 
 

@@ -56,6 +56,9 @@ DEFAULT_IDLE_PER_HOST = 2
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 Key = tuple[bytes, bytes, int]
+# How every complete body ends, as Twisted's client says it. One instance for all, since
+# body protocols only check it: building one per answer was 1 % of a processed job's CPU.
+BODY_RECEIVED = Failure(ResponseDone("Response body fully received"))
 # Why the endpoint policy refuses (host, port, resolved addresses), or None.
 Refusal = Callable[[str, int, Sequence[str]], str | None]
 
@@ -348,7 +351,7 @@ class _Connection(Protocol):
             self._interim = False
             return
         if self._response is not None:
-            self._response.end(Failure(ResponseDone("Response body fully received")))
+            self._response.end(BODY_RECEIVED)
         self._complete = True
 
     # --- Protocol -------------------------------------------------------------------------
@@ -360,7 +363,7 @@ class _Connection(Protocol):
             if not isinstance(err.__context__, _HeadAnswered):
                 raise
             self._parser = httptools.HttpResponseParser(self)
-            self._response.end(Failure(ResponseDone("Response body fully received")))
+            self._response.end(BODY_RECEIVED)
             self._complete = True
         except httptools.HttpParserError as err:
             self._keep = False
