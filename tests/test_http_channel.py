@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from bullmq_proxy.http.channel import MAX_HEADER_BYTES, MAX_HEADERS, LeanChannel, LeanSite
+from bullmq_proxy.http.request import IGoneNotice
 
 LIMIT = 1000
 HEADERS_TIMEOUT = 30.0
@@ -398,6 +399,23 @@ def test_a_client_that_leaves_is_told_to_the_resource(site, tree):
     assert len(outcome) == 1
     assert outcome[0].check(Exception)
     request.write(b"ignored")  # nowhere to go, and no error
+
+
+def test_a_client_that_leaves_is_told_without_a_deferred_too(site, tree):
+    channel, _ = connect(site)
+    channel.dataReceived(b"GET /later HTTP/1.1\r\n\r\nGET /later HTTP/1.1\r\n\r\n")
+    first = tree.children[b"later"].waiting[0]
+    assert IGoneNotice.providedBy(first)
+    told: list[Any] = []
+    first.on_gone(told.append)
+    first.finish()  # answered: whatever happens to the connection later is not a leave
+    second = tree.children[b"later"].waiting[1]
+    second.on_gone(told.append)
+    channel.connectionLost(Exception("gone"))
+    assert len(told) == 1
+    assert told[0].check(Exception)
+    second.on_gone(told.append)  # after the leave: told nothing more
+    assert len(told) == 1
 
 
 def test_a_header_that_is_not_utf8_reads_without_raising(site):

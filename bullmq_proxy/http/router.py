@@ -35,6 +35,7 @@ from bullmq_proxy.errors import (
     classify,
 )
 from bullmq_proxy.http.cors import Cors
+from bullmq_proxy.http.request import IGoneNotice
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.rights import Principal, Right
 from bullmq_proxy.schemas.check import Schema, check, check_query
@@ -189,7 +190,10 @@ class Router(Resource):
     def render(self, request: IRequest) -> Any:
         self._cors.decorate(request)
         flight = _Flight(request, time.monotonic())
-        request.notifyFinish().addErrback(flight.leave)
+        if IGoneNotice.providedBy(request):
+            request.on_gone(flight.leave)
+        else:
+            request.notifyFinish().addErrback(flight.leave)
         # The task writes its own answer; its done callback only reports a crash and logs.
         # (A Deferred around the task cost a fifth of this method, for no caller.)
         flight.task = asyncio.ensure_future(self._respond(flight))
