@@ -13,7 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from bullmq_proxy.http.channel import MAX_HEADER_BYTES, MAX_HEADERS, LeanChannel, LeanSite
-from bullmq_proxy.http.request import IGoneNotice
+from bullmq_proxy.http.gone import IGoneNotice
 
 LIMIT = 1000
 HEADERS_TIMEOUT = 30.0

@@ -19,8 +19,9 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, parse_qs, unquote
 from twisted.web.http_headers import Headers
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
+from bullmq_proxy.http.gone import IGoneNotice
 from bullmq_proxy.sockets import write_now
 
 if TYPE_CHECKING:
@@ -28,15 +29,6 @@ if TYPE_CHECKING:
 
 # Statuses whose responses never carry a body (RFC 9110, 6.4.1).
 NO_BODY_CODES = frozenset({204, 304})
-
-
-class IGoneNotice(Interface):
-    """A request that tells when its client leaves before the answer is finished without a
-    Deferred: ``notifyFinish().addErrback(f)`` made and fired one per request, 2 % of an
-    add's CPU, for an errback that almost never runs."""
-
-    def on_gone(callback: Callable[[Failure], object]) -> None:
-        """Call ``callback`` with the reason should the client leave before ``finish``."""
 
 
 @implementer(IGoneNotice)

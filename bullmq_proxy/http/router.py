@@ -35,7 +35,7 @@ from bullmq_proxy.errors import (
     classify,
 )
 from bullmq_proxy.http.cors import Cors
-from bullmq_proxy.http.request import IGoneNotice
+from bullmq_proxy.http.gone import IGoneNotice
 from bullmq_proxy.logs import Logger
 from bullmq_proxy.rights import Principal, Right
 from bullmq_proxy.schemas.check import Schema, check, check_query
