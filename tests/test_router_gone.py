@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import pytest_twisted
 from twisted.internet.address import IPv4Address
@@ -19,6 +21,18 @@ from tests.support import aio
 handled: list[str] = []
 
 
+@contextlib.contextmanager
+def router_log() -> Iterator[list[dict]]:
+    """The router's log events while the block runs."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    events[:] = [e for e in events if e.get("log_namespace") == "bullmq_proxy.http"]
+
+
 async def handler(call):
     handled.append("ran")
     return {"ok": True}
@@ -29,15 +43,11 @@ async def test_a_request_whose_client_left_is_not_run():
     router = router_for(handler)
     request = request_to()
     request.content.close()  # as Twisted does when the connection is lost
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
+    with router_log() as events:
         router.render(request)
         request.processingFailed(Failure(ConnectionDone()))
         await aio(asyncio.sleep(0.05))
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    assert [e for e in events if e.get("log_namespace") == "bullmq_proxy.http"] == []
+    assert events == []
     assert handled == []
     assert request.written == []
     assert request.finished == 0
@@ -59,14 +69,10 @@ async def test_on_the_lean_channel_a_client_that_left_mid_work_gets_nothing_writ
     channel.makeConnection(transport)
     channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await aio(asyncio.wait_for(running.wait(), 5))
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
+    with router_log() as events:
         channel.connectionLost(Failure(ConnectionDone()))
         release.set()
         await aio(asyncio.sleep(0.05))
-    finally:
-        globalLogPublisher.removeObserver(events.append)
     assert transport.value() == b""
     # Told of the leave, the router writes nothing, rather than finishing a lost request.
-    assert [e for e in events if e.get("log_namespace") == "bullmq_proxy.http"] == []
+    assert events == []

@@ -63,6 +63,8 @@ class CheckedHeaders(Headers):
         """From (name, value) pairs as they came, e.g. from a response parser."""
         block: dict[bytes, list[bytes]] = {}
         for name, value in pairs:
+            # single_line's test inline: most values have no break, and a call per value
+            # was most of this loop's cost.
             if b"\n" in value or b"\r" in value:
                 value = single_line(value)
             block.setdefault(canonical_name(name), []).append(value)
