@@ -14,12 +14,12 @@ def _rows(side: str, rep: int, add: float, process: float) -> list[dict]:
     ]
 
 
+# Repetition 0 of both systems, complete.
+FIRST = [*_rows("proxy", 0, 0.2, 0.3), *_rows(SIDES[ORIGINAL], 0, 0.1, 0.2)]
+
+
 def test_each_repetition_and_the_pool_of_them(capsys: pytest.CaptureFixture[str]) -> None:
-    original = SIDES[ORIGINAL]
-    together([
-        *_rows("proxy", 0, 0.2, 0.3), *_rows(original, 0, 0.1, 0.2),
-        *_rows("proxy", 1, 0.1, 0.2), *_rows(original, 1, 0.1, 0.1),
-    ])
+    together([*FIRST, *_rows("proxy", 1, 0.1, 0.2), *_rows(SIDES[ORIGINAL], 1, 0.1, 0.1)])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("together (rep 0) proxy")
@@ -31,12 +31,8 @@ def test_each_repetition_and_the_pool_of_them(capsys: pytest.CaptureFixture[str]
 
 
 def test_a_repetition_missing_a_phase_is_left_out(capsys: pytest.CaptureFixture[str]) -> None:
-    original = SIDES[ORIGINAL]
-    together([
-        *_rows("proxy", 0, 0.2, 0.3), *_rows(original, 0, 0.1, 0.2),
-        # The original's process phase of repetition 1 did not run: no ratio can be made.
-        *_rows("proxy", 1, 0.1, 0.2), _rows(original, 1, 0.1, 0.1)[0],
-    ])
+    # The original's process phase of repetition 1 did not run: no ratio can be made.
+    together([*FIRST, *_rows("proxy", 1, 0.1, 0.2), _rows(SIDES[ORIGINAL], 1, 0.1, 0.1)[0]])
     lines = capsys.readouterr().out.splitlines()
     # One usable repetition: its line, and no pool of one.
     assert len(lines) == 1
